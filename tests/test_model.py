@@ -1,0 +1,115 @@
+"""model.py against Hugging Face's GPT-2 (a test-only dependency) and the invariants the rest relies on."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import model
+from model import GPT, GPTConfig
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny_hf_model(n_inner=None, seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(vocab_size=97, n_positions=32, n_embd=48, n_layer=3, n_head=4, n_inner=n_inner,
+                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    # random biases and norms too, so that a missed transpose or a dropped bias cannot hide behind zeros and ones
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return hf
+
+
+@pytest.mark.parametrize("n_inner,serialization", [(None, "safetensors"), (None, "bin"), (80, "safetensors")])
+def test_matches_huggingface(tmp_path, n_inner, serialization):
+    hf = tiny_hf_model(n_inner)
+    hf.save_pretrained(tmp_path, safe_serialization=(serialization == "safetensors"))
+    if serialization == "bin":  # recent transformers always writes safetensors: make the .bin file ourselves
+        for f in tmp_path.glob("*.safetensors"):
+            f.unlink()
+        torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    assert (tmp_path / ("model.safetensors" if serialization == "safetensors" else "pytorch_model.bin")).exists()
+    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    assert ours.config.n_inner == n_inner
+    idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = hf(idx, labels=idx, output_hidden_states=True)
+        logits, loss, hidden = ours(idx[:, :-1], idx[:, 1:], return_hidden=True)
+        full_logits, _, full_hidden = ours(idx, return_hidden=True)
+    # HF shifts labels inside; we take explicit targets
+    assert torch.allclose(full_logits, ref.logits, atol=1e-5, rtol=0)
+    assert abs(loss.item() - ref.loss.item()) < 1e-5
+    assert len(full_hidden) == len(ref.hidden_states) == 4
+    for ours_h, ref_h in zip(full_hidden, ref.hidden_states):
+        assert torch.allclose(ours_h, ref_h, atol=1e-5, rtol=0)
+
+
+def test_hidden_state_convention():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=16)).eval()
+    idx = torch.randint(0, 50, (2, 10))
+    logits, loss, hidden = m(idx, return_hidden=True)
+    assert loss is None and logits.shape == (2, 10, 50)
+    assert len(hidden) == 4 and all(h.shape == (2, 10, 16) for h in hidden)
+    # the last hidden state is after the final LayerNorm, so it is what the output layer sees
+    assert torch.allclose(m.lm_head(hidden[-1]), logits, atol=1e-6)
+    x = hidden[0]
+    for i, block in enumerate(m.transformer.h[:-1]):
+        x = block(x)
+        assert torch.allclose(x, hidden[i + 1], atol=1e-6)
+
+
+def test_causal():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=16)).eval()
+    a = torch.randint(0, 50, (1, 12))
+    b = a.clone()
+    b[0, 8:] = (b[0, 8:] + 1) % 50
+    assert torch.allclose(m(a)[0][:, :8], m(b)[0][:, :8], atol=1e-6)
+    assert not torch.allclose(m(a)[0][:, 8:], m(b)[0][:, 8:])
+
+
+def test_n_inner_and_param_counts():
+    def count(n_inner):
+        return GPT(GPTConfig(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768,
+                             n_inner=n_inner)).num_params()
+    # the paper's GPU sweep: 12 layers x 768, MLP 64 / 256 / 1024 / 4096 -> about 69M, 73M, 87M, 143M
+    assert [round(count(w) / 1e6) for w in (64, 256, 1024, 4096)] == [69, 73, 87, 143]
+    # GPT-2 small is 124M with n_inner = 4 * 768 = 3072
+    assert round(count(None) / 1e6) == 124
+
+
+def test_from_pretrained_missing_name_is_clear(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as e:
+        GPT.from_pretrained("gpt2-nonexistent")
+    msg = str(e.value)
+    assert "config.json" in msg and "model.safetensors" in msg and str(tmp_path) in msg
+
+
+def test_from_pretrained_hf_cache_layout(monkeypatch, tmp_path):
+    hf = tiny_hf_model()
+    snap = tmp_path / "models--openai-community--gpt2" / "snapshots" / "abc123"
+    hf.save_pretrained(snap)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    ours = GPT.from_pretrained("gpt2").eval()
+    idx = torch.randint(0, 97, (1, 8))
+    with torch.no_grad():
+        assert torch.allclose(ours(idx)[0], hf(idx).logits, atol=1e-5)
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        model.load_checkpoint(str(tmp_path / "nope.pt"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        model.load_checkpoint(str(bad))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="not a nanodisperse checkpoint"):
+        model.load_checkpoint(str(foreign))
