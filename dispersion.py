@@ -97,8 +97,7 @@ def _per_sequence(z, kind, tau, clamp, lambda_norm, hinge_margin):
 
 
 def dispersion_loss(h, kind="angular", tau=1.0, max_tokens=256, clamp=DEFAULT_CLAMP, lambda_norm=DEFAULT_LAMBDA_NORM,
-                    hinge_margin=1.0,
-                    generator=None):
+                    hinge_margin=1.0, generator=None):
     """Mean over sequences of the per-sequence dispersion loss `kind` (see the module docstring).
 
     h: [..., T, C]; every leading index is an independent sequence, so L stacked layers [L, B, T, C] give the mean
