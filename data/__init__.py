@@ -1,0 +1,1 @@
+"""Data: tokenizers and the text -> tokens -> .bin preparation shared by every dataset."""
