@@ -72,7 +72,8 @@ def build_parser():
                    "alpha / sqrt(T * C) on the input embeddings while training")
     g.add_argument("--forget_every", type=int, default=0, help="re-initialise the token embeddings every K steps")
     g = p.add_argument_group("run")
-    g.add_argument("--init_from", default="scratch", help="scratch | resume | a GPT-2 name or directory")
+    g.add_argument("--init_from", default="scratch",
+                   help="scratch | resume (out_dir/ckpt.pt) | a checkpoint or run dir | a GPT-2 name or directory")
     g.add_argument("--out_dir", default="out")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
@@ -173,11 +174,14 @@ def save_checkpoint(ckpt, path):
     os.replace(tmp, path)
 
 
-def load_teacher(spec, device):
+def load_weights(spec, dropout=0.0):
+    """A trained model to start from or distil from: one of our checkpoints (a file or a run directory), or GPT-2
+    weights (a name or a directory). -> (model, its tokenizer spec)."""
     if os.path.isfile(spec) or os.path.isfile(os.path.join(spec, "ckpt.pt")):
         ckpt = load_checkpoint(spec)
+        ckpt["model_args"]["dropout"] = dropout
         return GPT.from_checkpoint(ckpt), ckpt.get("tokenizer")
-    return GPT.from_pretrained(spec), {"name": "gpt2"}
+    return GPT.from_pretrained(spec, dropout=dropout), {"name": "gpt2"}
 
 
 def main(argv=None):
@@ -247,13 +251,13 @@ def main(argv=None):
         except (FileNotFoundError, ValueError, RuntimeError) as e:
             fail(f"cannot resume: {e}")
         model_args = ckpt["model_args"]
-    else:  # mid-training from released weights
-        if meta["tokenizer"] != {"name": "gpt2"}:
-            fail(f"--init_from {a.init_from} needs a GPT-2-tokenized dataset; {a.dataset} is {meta['tokenizer']['name']}")
+    else:  # mid-training: trained weights, a fresh optimizer and schedule
         try:
-            model = GPT.from_pretrained(a.init_from, dropout=a.dropout)
-        except (FileNotFoundError, ValueError) as e:
-            fail(str(e))
+            model, tokenizer = load_weights(a.init_from, a.dropout)
+        except (FileNotFoundError, ValueError, RuntimeError) as e:
+            fail(f"--init_from: {e}")
+        if tokenizer != meta["tokenizer"]:
+            fail(f"--init_from {a.init_from} uses another tokenizer than --dataset {a.dataset}")
         model_args = {f: getattr(model.config, f) for f in GPTConfig.__dataclass_fields__}
     if a.block_size > model.config.block_size:
         fail(f"--block_size {a.block_size} is beyond the model's {model.config.block_size} positions")
@@ -269,7 +273,7 @@ def main(argv=None):
     teacher = None
     if a.teacher:
         try:
-            teacher, teacher_tok = load_teacher(a.teacher, device)
+            teacher, teacher_tok = load_weights(a.teacher)
         except (FileNotFoundError, ValueError, RuntimeError) as e:
             fail(f"--teacher: {e}")
         if teacher_tok != meta["tokenizer"]:

@@ -99,7 +99,7 @@ def test_lr_schedule():
     (["--init_from", "resume"], "checkpoint not found"),
     (["--disp", "angular", "--disp_layers", "7"], "out of range"),
     (["--disp", "bogus"], "invalid choice"),
-    (["--init_from", "gpt2-not-a-model"], "needs a GPT-2-tokenized dataset"),
+    (["--init_from", "gpt2-not-a-model"], "not found"),
 ])
 def test_bad_input_fails_at_once(tmp_path, char_data, argv, message, capsys):
     argv = ["--dataset", char_data, "--out_dir", str(tmp_path), *TINY] + argv
@@ -151,6 +151,15 @@ def test_distillation_from_identical_teacher_has_zero_kl(tmp_path, char_data):
     r = [r for r in log if r["split"] == "train"][0]
     assert r["kd"] == pytest.approx(0.0, abs=1e-6)  # same seed, same init: teacher == student at step 0
     assert r["loss"] == pytest.approx(0.5 * r["ce"], rel=1e-5)
+
+
+def test_mid_training_from_own_checkpoint(tmp_path, char_data):
+    run(tmp_path / "a", char_data, "--max_iters", 3, "--eval_interval", 3)
+    log = run(tmp_path / "b", char_data, "--max_iters", 2, "--init_from", tmp_path / "a", "--eval_interval", 2)
+    first = [r for r in log if r["split"] == "eval"][0]
+    a_last = [json.loads(l) for l in open(tmp_path / "a" / "log.jsonl") if '"eval"' in l][-1]
+    assert first["iter"] == 0 and first["val"] == a_last["val"]  # starts from a's weights, with a fresh schedule
+    assert load_checkpoint(str(tmp_path / "b"))["iter_num"] == 2
 
 
 def test_teacher_with_other_tokenizer_is_refused(tmp_path, char_data, capsys):
