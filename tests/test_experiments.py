@@ -1,0 +1,52 @@
+"""The experiment suite end to end at toy size (the CI smoke test), and the GPU sweep's configuration."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+import gpu_sweep  # noqa: E402
+import suite  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+
+
+def test_quick_suite_runs_every_experiment(tmp_path, capsys):
+    args = ["--quick", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results")]
+    suite.main(args)
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert list(summary["1_width"]["table"]) == [str(w) for w in summary["widths"]]
+    assert summary["widths"] == [2, 10, 42, 170]  # n_embd 32: the paper's n_inner / n_embd of 1/12 .. 16/3
+    assert len(summary["2_training"]) == 1 and summary["2_training"][0]["tokens"][0] == 0  # from initialisation
+    assert len(summary["2_training"][0]["rho"]) == 11
+    assert len(summary["3_distillation"]["pairs"]) == 1
+    assert list(summary["4_pretraining"]["table"]) == list(suite.VARIANTS)
+    assert list(summary["5_midtraining"]["table"]) == ["mid_none", "mid_angular"]
+    for row in summary["4_pretraining"]["table"].values():
+        assert -1 <= row["spearman"][0] <= 1 and 0 < row["val"][0] < 6
+    for folder in ("1_width", "2_training", "3_distillation", "4_pretraining", "5_midtraining"):
+        assert (tmp_path / "results" / folder / "heatmaps.png").stat().st_size > 10_000
+    md = (tmp_path / "results" / "summary.md").read_text()
+    assert "## 4. Dispersion" in md and "| angular |" in md
+    # an interrupted or repeated suite trains nothing twice
+    capsys.readouterr()
+    suite.main(args + ["--only", "4"])
+    lines = [l for l in capsys.readouterr().out.splitlines() if "train.py" in l]
+    assert len(lines) == 7 and all(l.startswith("# already done") for l in lines)
+
+
+def test_gpu_sweep_sizes_match_the_paper():
+    sizes = [GPT(GPTConfig(vocab_size=50257, n_inner=w, **gpu_sweep.MODEL)).num_params() for w in gpu_sweep.WIDTHS]
+    assert [round(s / 1e6) for s in sizes] == [69, 73, 87, 143]
+
+
+def test_gpu_sweep_commands_are_valid_train_flags(capsys):
+    gpu_sweep.main(["--dry_run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and sum("--n_inner" in l for l in lines) == 4
+    import train
+    parser = train.build_parser()
+    for line in lines[:4]:
+        a = parser.parse_args(line.split()[2:])
+        assert (a.n_layer, a.n_embd, a.block_size) == (12, 768, 1024) and a.compile
