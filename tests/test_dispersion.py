@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import dispersion
 from dispersion import KINDS, dispersion_loss, layer_dispersion, parse_layers
 
 ANGULAR = ("angular", "orthogonal", "infonce_cos", "decorrelation", "covariance")  # blind to each token's length
@@ -237,3 +238,22 @@ def test_every_kind_is_implemented():
     h = torch.randn(1, 4, 3, generator=torch.Generator().manual_seed(10))
     values = {kind: loss(h, kind) for kind in KINDS}  # an unhandled kind would fall through to covariance
     assert len(KINDS) == 8 and len(set(values.values())) == 8
+
+
+def test_angular_hand_written_gradient_matches_autograd():
+    # finite differences on random tokens (no pair near the clamp, where the true gradient applies)
+    z = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: dispersion._Angular.apply(x, 0.7, 1e-4), (z,))
+    # and against autograd through the plain formula with a straight-through clamp, nearly collapsed tokens included
+    base = torch.randn(1, 1, 8, dtype=torch.float64)
+    z = torch.cat([torch.randn(2, 6, 8, dtype=torch.float64), base + 1e-9 * torch.randn(1, 6, 8, dtype=torch.float64)])
+    z.requires_grad_(True)
+    u = z / z.norm(dim=-1, keepdim=True)
+    cos = u @ u.transpose(-1, -2)
+    cos = cos + (cos.clamp(-1 + 1e-4, 1 - 1e-4) - cos).detach()
+    d = torch.arccos(cos) / math.pi
+    eye = torch.eye(6, dtype=torch.bool)
+    ref = (torch.logsumexp((-d / 0.5).masked_fill(eye, -math.inf).flatten(-2), -1) - math.log(30)).sum()
+    (g_ref,) = torch.autograd.grad(ref, z)
+    (g,) = torch.autograd.grad(dispersion._Angular.apply(z, 0.5, 1e-4).sum(), z)
+    assert torch.allclose(g, g_ref, rtol=1e-6, atol=1e-9) and g[2].abs().sum() > 0
