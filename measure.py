@@ -1,0 +1,607 @@
+"""
+Measure embedding condensation: how the token vectors of one text crowd into a narrow cone, layer by layer.
+
+    python measure.py gpt2 gpt2-medium gpt2-large --out results/gpt2      # GPT-2 sizes, bundled Austen chapters
+    python measure.py out/run1 --snapshots --out results/run1              # every snapshot of one training run
+    python measure.py hf:Qwen/Qwen3-0.6B hf:Qwen/Qwen3-1.7B --data wikitext103 --out results/qwen
+    python measure.py hf:BASE hf:DISTILLED [hf:BASE2 hf:DISTILLED2 ...] --paired --out results/kd
+    python measure.py hf:allenai/OLMo-1B-0724-hf@step1000-tokens2B hf:allenai/OLMo-1B-0724-hf --out results/olmo
+    python measure.py --bench --n_texts 10                                 # texts/s and peak memory, GPT-2-124M shape
+
+MODEL is one of our checkpoint files or run directories (its ckpt.pt; every ckpt_NNNNNN.pt with --snapshots), a
+GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or hf:<name or directory>[@revision] for any
+Hugging Face causal LM through the optional `transformers` package. --data is a .txt (one document per paragraph) or .jsonl
+(--field) file, a bundled source (austen: its chapters, wiki: its articles; all of them), or a prepared
+data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset has no document marker, so, as in
+a .txt file, each paragraph is a document). Every model sees the same documents, tokenized its own way.
+Writes condensation.json, condensation.csv (one row per model), condensation_layers.csv (one row per layer) and
+figures into --out, all at once at the end; a bad input stops everything with one line before any work.
+train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's mean cosine.
+"""
+
+import argparse
+import csv
+import inspect
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+import model as gpt
+from data.prepare import BUNDLED_SOURCES, DataError, dataset_dir, load_meta, read_documents, source_documents
+from data.tokenizer import get_tokenizer
+
+GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
+N_BINS = 128  # histogram bins over [-1, 1] in the paper's heatmaps
+
+
+class MeasureError(Exception):
+    """A bad input; the message is one line for the user."""
+
+
+# ------------------------------------------------------------------------------------------------ the numbers
+
+def cosine_matrices(h):
+    """[B, T, C] hidden states -> [B, T, T] cosines between every two tokens of each text, in float32."""
+    u = F.normalize(h.float(), dim=-1)
+    return u @ u.transpose(-1, -2)  # C_ij = <x_i, x_j> / (|x_i| |x_j|)
+
+
+def matrix_means(cos, offdiag=False):
+    """Mean of each [T, T] matrix: all T^2 entries, as the paper (the diagonal is 1, a 1/T share), or, with
+    offdiag, the T (T - 1) entries between different tokens only."""
+    T = cos.shape[-1]
+    total = cos.sum((-2, -1))
+    return (total - cos.diagonal(dim1=-2, dim2=-1).sum(-1)) / (T * (T - 1)) if offdiag else total / T**2
+
+
+@torch.no_grad()
+def layer_cosines(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu"):
+    """Run the texts tokens [N, T] through a model in batches and return (the cosine matrix of every layer averaged
+    entry by entry over the texts [L, T, T] float64, each text's per-layer mean [N, L]). Only running sums are kept,
+    so memory does not grow with N."""
+    N, T = tokens.shape
+    total, per_text = None, []
+    for i in range(0, N, batch_size):
+        hidden = hidden_fn(tokens[i:i + batch_size].to(device))
+        if total is None:
+            total = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
+        means = []
+        for layer, h in enumerate(hidden):
+            cos = cosine_matrices(h)
+            total[layer] += cos.sum(0, dtype=torch.float64)  # C-bar_l = (1/N) sum_n C_l(text n), summed here
+            means.append(matrix_means(cos, offdiag).double())
+        per_text.append(torch.stack(means, 1).cpu())
+        del hidden, cos
+    return (total / N).cpu(), torch.cat(per_text).numpy()
+
+
+def rank_rows(y):
+    """Spearman's rho and Kendall's tau-b of each row of y [B, L] against the layer index 0..L-1, all rows at once
+    (for the bootstrap); the same numbers as scipy's, ties included."""
+    r = stats.rankdata(y, axis=1)
+    r, x = r - r.mean(1, keepdims=True), np.arange(y.shape[1]) - (y.shape[1] - 1) / 2
+    i, j = np.triu_indices(y.shape[1], 1)
+    s = np.sign(y[:, j] - y[:, i])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = r @ x / np.sqrt((r**2).sum(1) * (x**2).sum())  # rho = Pearson correlation of the ranks
+        tau = s.sum(1) / np.sqrt(len(i) * (len(i) - (s == 0).sum(1)))  # (conc. - disc.) / sqrt(n0 (n0 - ties))
+    return rho, tau
+
+
+def rank_correlations(x, y):
+    """Spearman's rho and Kendall's tau-b of y against x, with their p-values (scipy); NaN when y is flat."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        (r, rp), (t, tp) = stats.spearmanr(x, y), stats.kendalltau(x, y)
+    return {"spearman": float(r), "spearman_p": float(rp), "kendall": float(t), "kendall_p": float(tp)}
+
+
+def ci_of(samples, ci):
+    good = samples[np.isfinite(samples)]
+    return [float(v) for v in np.percentile(good, [50 * (1 - ci), 50 * (1 + ci)])] if good.size else None
+
+
+def summarize(avg, per_text, offdiag=False, last_n=3, boot_idx=None, ci=0.95):
+    """The numbers of one model from layer_cosines' output; boot_idx [n_boot, N] are text resamples shared by all
+    models, so that differences between two models measured on the same texts are a paired bootstrap."""
+    L, T = avg.shape[0], avg.shape[-1]
+    keep = ~torch.eye(T, dtype=torch.bool) if offdiag else torch.ones(T, T, dtype=torch.bool)
+    # mu_l: the mean of layer l's text-averaged cosine matrix (= the mean of the per-text means: all have T tokens)
+    mu = np.array([avg[layer][keep].mean().item() for layer in range(L)])
+    # the paper's heatmap column: a 128-bin histogram over [-1, 1] of the entries of the averaged matrix, as fractions
+    hist = np.stack([np.histogram(avg[layer][keep].clamp(-1, 1).numpy(), N_BINS, (-1, 1))[0] for layer in range(L)])
+    # condensation grows with depth when mu_l rises with l: rank correlations of mu_l with the layer index l
+    out = {"n_hidden": L, "layer_mean": mu.tolist(),
+           "layer_std": per_text.std(0, ddof=1).tolist() if len(per_text) > 1 else [0.0] * L,  # spread over texts
+           **rank_correlations(np.arange(L), mu),
+           "last_layer_mean": float(mu[-1]), "last_n_mean": float(mu[-last_n:].mean()),
+           "hist": hist / keep.sum().item()}
+    if boot_idx is not None and len(boot_idx):
+        # each resample of texts gives per-layer means = the average of those texts' per-text means (exact)
+        boot = np.stack([per_text[rows].mean(0) for rows in boot_idx])
+        out["boot"] = dict(zip(("spearman", "kendall"), rank_rows(boot)), last_layer_mean=boot[:, -1])
+        out["spearman_ci"], out["kendall_ci"] = ci_of(out["boot"]["spearman"], ci), ci_of(out["boot"]["kendall"], ci)
+    return out
+
+
+@torch.no_grad()
+def condensation_summary(net, idx, offdiag=False):
+    """Cheap condensation of our GPT on a fixed batch of token ids idx [N, T] (one forward pass), for train.py's
+    evals: {"rho": Spearman, "tau": Kendall of the per-layer mean cosine against depth, "last_cos": last layer's}."""
+    was_training = net.training
+    net.eval()
+    try:
+        hidden = net(idx, return_hidden=True)[2]
+    finally:
+        net.train(was_training)
+    mu = np.array([matrix_means(cosine_matrices(h), offdiag).mean().item() for h in hidden])
+    rc = rank_correlations(np.arange(len(mu)), mu)
+    return {"rho": rc["spearman"], "tau": rc["kendall"], "last_cos": float(mu[-1])}
+
+
+def trend(x, y):
+    """Rank correlations of y with x (model size or training tokens); None below 3 points."""
+    return {"n": len(x)} | rank_correlations(x, y) if len(x) >= 3 else None
+
+
+# ------------------------------------------------------------------------------------------------ the texts
+
+def load_documents(data, field="text"):
+    """The documents named by --data, and a description of them."""
+    if data.endswith((".txt", ".jsonl")) or os.path.isfile(data):
+        return read_documents(data, field), f"{data}"
+    if data.removesuffix("_char") in BUNDLED_SOURCES:
+        return source_documents(data), f"{data} (bundled, all documents)"
+    if (dataset_dir(data) / "meta.json").exists():
+        meta = load_meta(data)  # clear errors for a half-prepared dataset
+        tokens = np.memmap(dataset_dir(data) / "val.bin", dtype=np.uint16, mode="r")
+        _, decode = get_tokenizer(meta["tokenizer"])
+        if meta["eot"] is None:  # char data: documents were joined by blank lines, like paragraphs
+            return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", decode(tokens)) if p.strip()], f"{data} (val)"
+        cuts = np.flatnonzero(tokens == meta["eot"])
+        bounds = [(a, b) for a, b in zip(np.r_[0, cuts + 1], np.r_[cuts, len(tokens)]) if b > a]
+        return LazyDocs(tokens, bounds, decode), f"{data} (val)"
+    raise MeasureError(f"unknown data source {data!r}: not a .txt/.jsonl file, a bundled source "
+                       f"({', '.join(BUNDLED_SOURCES)}) or a prepared dataset under data/ (python data/prepare.py)")
+
+
+class LazyDocs:
+    """Documents of a tokenized split, decoded only when asked for: a web corpus's val split can be large."""
+
+    def __init__(self, tokens, bounds, decode):
+        self.tokens, self.bounds, self.decode = tokens, bounds, decode
+
+    def __len__(self):
+        return len(self.bounds)
+
+    def __getitem__(self, i):
+        a, b = self.bounds[i]
+        return self.decode(self.tokens[a:b])
+
+
+def first_tokens(docs, start, encode, seq_len, used):
+    """The first seq_len tokens of docs[start], a short document being joined (by a blank line) with the ones
+    after it; -> (tokens, documents used) or None when the documents run out or reach one another text took."""
+    text, end, limit = "", start, 8 * seq_len  # only the first `limit` characters are tokenized
+    while True:
+        ids = encode(text[:limit])
+        cut = len(text) > limit  # a word cut at the limit may tokenize differently: keep a margin before it
+        if len(ids) >= seq_len + 16 * cut:
+            return ids[:seq_len], range(start, end)
+        if cut:
+            limit *= 4
+        elif end == len(docs) or end in used:
+            return None
+        else:
+            text, end = (text + "\n\n" if text else "") + docs[end], end + 1
+
+
+def select_texts(docs, encode, n_texts, seq_len, seed, what=""):
+    """The paper's protocol: n_texts texts of seq_len tokens, from documents in file order (a seeded random choice
+    of starting documents when there are more than n_texts), never two texts from one document.
+    -> (tokens [n_texts, seq_len] int64, the starting document of each text)."""
+    order = np.random.default_rng(seed).permutation(len(docs)) if len(docs) > n_texts else range(len(docs))
+    chosen, used = {}, set()
+    for start in map(int, order):
+        if start in used:
+            continue
+        got = first_tokens(docs, start, encode, seq_len, used)
+        if got is not None:
+            chosen[start] = got[0]
+            used.update(got[1])
+        if len(chosen) == n_texts:
+            break
+    if len(chosen) < n_texts:
+        raise MeasureError(f"too little text{what}: need {n_texts} texts of {seq_len} tokens, the {len(docs)} "
+                           f"documents hold only {len(chosen)} (lower --n_texts or --seq_len, or use more text)")
+    starts = sorted(chosen)
+    return torch.tensor([chosen[s] for s in starts], dtype=torch.long), starts
+
+
+# ------------------------------------------------------------------------------------------------ the models
+
+def open_model(spec, snapshots=False):
+    """Check one MODEL argument without loading its weights. -> a list (a run's snapshots are several) of dicts:
+    name, kind, encode (str -> ids), vocab, max_len, tokens_seen, and load(device, dtype) -> (hidden_fn: ids [B, T]
+    -> list of hidden states [B, T, C], n_params, n_params_non_embedding)."""
+    if spec.startswith("hf:"):
+        return [open_hf(spec[3:])]
+    path = Path(spec)
+    if path.is_dir() and (snapshots or (path / "ckpt.pt").exists() or not (path / "config.json").exists()):
+        files = sorted(path.glob("ckpt_[0-9]*.pt")) if snapshots else [path / "ckpt.pt"]
+        if not files or not files[0].exists():
+            raise MeasureError(f"{spec} holds no {'ckpt_NNNNNN.pt snapshots' if snapshots else 'ckpt.pt'} "
+                               "(nor config.json of a GPT-2 model)")
+        return [open_checkpoint(f, str(f) if snapshots else spec) for f in files]
+    if path.is_file():
+        return [open_checkpoint(path, spec)]
+    if path.is_dir() or spec in GPT2_NAMES or spec.startswith("openai-community/gpt2"):
+        folder = gpt.find_pretrained(spec)  # a clear FileNotFoundError when it is not in the cache
+        config = json.loads(Path(folder, "config.json").read_text())
+        if config.get("model_type", "gpt2") != "gpt2":
+            raise MeasureError(f"{spec} holds a {config.get('model_type')} model, not GPT-2: use hf:{spec}")
+        encode, _ = get_tokenizer({"name": "gpt2"})
+        load = lambda device, dtype: ours(gpt.GPT.from_pretrained(folder), device, dtype)
+        return [dict(name=spec, kind="gpt2", encode=encode, vocab=config["vocab_size"],
+                     max_len=config["n_positions"], tokens_seen=None, load=load)]
+    if spec.endswith(".pt") or os.sep in spec:
+        raise MeasureError(f"no such file or directory: {spec}")
+    raise MeasureError(f"unknown model {spec!r}: not a checkpoint file or run directory, a GPT-2 name "
+                       f"({', '.join(GPT2_NAMES)}) or directory, nor hf:<name or directory>")
+
+
+def open_checkpoint(path, name):
+    ckpt = gpt.load_checkpoint(str(path))
+    try:  # weights that do not fit model_args are caught now on a meta-device model, which costs no memory
+        with torch.device("meta"):
+            ref = gpt.GPT(gpt.GPTConfig(**ckpt["model_args"])).state_dict()
+        sd = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
+        bad = [k for k in ref if k not in sd or tuple(sd[k].shape) != tuple(ref[k].shape)] + sorted(set(sd) - set(ref))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise MeasureError(f"{path} is not a nanodisperse checkpoint ({e})") from None
+    if bad:
+        raise MeasureError(f"{path}: weights do not match model_args (first mismatch: {bad[0]})")
+    spec = ckpt.get("tokenizer") or {"name": "gpt2"}
+    encode, _ = get_tokenizer(spec)
+    if spec["name"] == "char":  # a char model has no id for a character it never saw: such characters are dropped
+        known, encode_known = set(spec["chars"]), encode
+        encode = lambda text: encode_known("".join(c for c in text if c in known))
+    args = ckpt["model_args"]
+    load = lambda device, dtype: ours(gpt.GPT.from_checkpoint(str(path)), device, dtype)
+    return dict(name=name, kind="checkpoint", run=str(Path(path).parent), encode=encode, load=load,
+                vocab=args["vocab_size"], max_len=args["block_size"], tokens_seen=ckpt.get("tokens_seen"))
+
+
+def ours(net, device, dtype):
+    """Our GPT's hidden states, as Hugging Face's output_hidden_states (the convention throughout): n_layer + 1 of
+    them, the embedding output, then each block's output, the last one after the final LayerNorm."""
+    net = net.to(device=device, dtype=dtype).eval()
+    return (lambda idx: net(idx, return_hidden=True)[2]), net.num_params(), net.num_params(non_embedding=True)
+
+
+def open_hf(spec):
+    """hf:<name or directory>[@revision], e.g. hf:allenai/OLMo-1B-0724-hf@step5000-tokens10B: an intermediate
+    checkpoint, whose training tokens are read from the revision's name when it has them (tokens<N>B)."""
+    try:
+        import transformers
+    except ImportError:
+        raise MeasureError(f"hf:{spec} needs the optional package transformers (pip install transformers)") from None
+    name, _, revision = (spec, "", "") if os.path.exists(spec) else spec.partition("@")
+    kw = {"revision": revision} if revision else {}
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, **kw)
+        tok = transformers.AutoTokenizer.from_pretrained(name, **kw)
+    except Exception as e:  # missing directory, unknown name, no network, no tokenizer: one line each
+        raise MeasureError(f"cannot load hf:{spec}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
+    encode = lambda text: tok(text, verbose=False)["input_ids"]  # with the model's own special tokens (e.g. BOS)
+
+    def load(device, dtype):
+        dtype_arg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        net = transformers.AutoModelForCausalLM.from_pretrained(name, **kw, **{dtype_arg: dtype}).to(device).eval()
+        # only the hidden states are needed: ask for one position's logits where the model allows it
+        extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(net.forward).parameters else {}
+        hidden_fn = lambda idx: net(input_ids=idx, output_hidden_states=True, use_cache=False, **extra).hidden_states
+        n = sum(p.numel() for p in net.parameters())
+        # non-embedding parameters: minus token and position tables (counting tied ones once), as model.num_params
+        tables = {id(m.weight): m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Embedding)}
+        return hidden_fn, n, n - sum(tables.values())
+
+    max_len = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    seen = re.search(r"tokens(\d+)B", revision)
+    return dict(name=f"hf:{spec}", kind="hf", encode=encode, vocab=getattr(config, "vocab_size", None) or len(tok),
+                max_len=max_len, tokens_seen=int(seen[1]) * 10**9 if seen else None, run=f"hf:{name}", load=load)
+
+
+# ------------------------------------------------------------------------------------------------ one run
+
+def measure_all(args):
+    """Validate every input, then measure every model; -> (results, report dict for condensation.json)."""
+    if args.paired and len(args.models) % 2:
+        raise MeasureError(f"--paired takes models in pairs (base, other, base, other, ...), got {len(args.models)}")
+    docs, described = load_documents(args.data, args.field)
+    models = [m for spec in args.models for m in open_model(spec, args.snapshots)]
+    if args.paired and len(models) != len(args.models):
+        raise MeasureError("--paired and --snapshots do not go together")
+    for m in models:  # tokenizing is cheap next to a forward pass: every text is checked before any of them runs
+        if m["max_len"] is not None and args.seq_len > m["max_len"]:
+            raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of {m['max_len']}")
+        m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len, args.seed,
+                                                f" in {described} for {m['name']}")
+        top = int(m["tokens"].max())
+        if top >= m["vocab"]:
+            raise MeasureError(f"{m['name']}: token id {top} is outside its vocabulary of {m['vocab']}")
+    dtype = DTYPES[args.dtype]
+    boot_idx = np.random.default_rng(args.seed + 1).integers(0, args.n_texts, (args.n_boot, args.n_texts))
+    results = []
+    for m in models:
+        t0 = time.perf_counter()
+        hidden_fn, n_params, n_non_emb = m["load"](args.device, dtype)
+        avg, per_text = layer_cosines(hidden_fn, m["tokens"], args.batch_size, args.offdiag, args.device)
+        seconds = time.perf_counter() - t0
+        r = dict(name=m["name"], kind=m["kind"], n_params=n_params, n_params_non_embedding=n_non_emb,
+                 tokens_seen=m["tokens_seen"], run=m.get("run"), documents=m["starts"], seconds=round(seconds, 2),
+                 **summarize(avg, per_text, args.offdiag, args.last_n, boot_idx, args.ci))
+        results.append(r)
+        del hidden_fn
+        print(f"{r['name']}: rho {r['spearman']:+.3f}, tau {r['kendall']:+.3f}, last layer {r['last_layer_mean']:.3f} "
+              f"({seconds:.1f} s)", flush=True)
+    sized = sorted(results, key=lambda r: r["n_params"]) if distinct_sizes(results) > 2 else []
+    report = {"settings": {k: v for k, v in vars(args).items() if k not in ("bench", "models")} | {"data": described},
+              "size_trend": {key: trend([r[key] for r in sized], [r["spearman"] for r in sized])
+                             for key in ("n_params", "n_params_non_embedding")} if sized else None,
+              "pairs": [pair(a, b, args.ci) for a, b in zip(results[::2], results[1::2])] if args.paired else [],
+              "runs": {run: trend([r["tokens_seen"] for r in rs], [r["spearman"] for r in rs])
+                       for run, rs in snapshot_runs(results).items()},
+              "models": [{k: v for k, v in r.items() if k not in ("hist", "boot", "run")} for r in results]}
+    return results, report
+
+
+def pair(a, b, ci):
+    """b against a (say a distilled model against its base): differences and their paired bootstrap CIs."""
+    out = {"base": a["name"], "other": b["name"], "same_texts": a["documents"] == b["documents"]}
+    for key in ("spearman", "kendall", "last_layer_mean"):
+        out["d_" + key] = b[key] - a[key]
+        if "boot" in a:
+            out[f"d_{key}_ci"] = ci_of(b["boot"][key] - a["boot"][key], ci)
+    return out
+
+
+def distinct_sizes(results):
+    return len({r["n_params"] for r in results})
+
+
+def snapshot_runs(results):
+    """Checkpoints of one run directory (or revisions of one hf: model) that know their training tokens."""
+    runs = {}
+    for r in results:
+        if r["tokens_seen"] is not None:
+            runs.setdefault(r["run"], []).append(r)
+    return {run: sorted(rs, key=lambda r: r["tokens_seen"]) for run, rs in runs.items()
+            if len({r["tokens_seen"] for r in rs}) > 1}
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+FIGURES = ("heatmaps.png", "layer_means.png", "size_trend.png")
+CSV_KEYS = ("name", "n_params", "n_params_non_embedding", "tokens_seen", "n_hidden", "spearman", "spearman_p",
+            "spearman_ci", "kendall", "kendall_p", "kendall_ci", "last_layer_mean", "last_n_mean", "seconds")
+
+
+def write_outputs(results, report, folder):
+    text = re.sub(r"(?<=[\s\[])-?(NaN|Infinity)\b", "null", json.dumps(report, indent=1))  # e.g. rho of a flat curve
+    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)  # short lists
+    (folder / "condensation.json").write_text(text + "\n")
+    with open(folder / "condensation.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_KEYS)
+        for r in results:  # a confidence interval as "lo hi"
+            w.writerow([" ".join(map(str, r[k])) if isinstance(r.get(k), list) else r.get(k) for k in CSV_KEYS])
+    with open(folder / "condensation_layers.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "layer", "layer_fraction", "mean", "std"])
+        for r in results:
+            for layer, (mu, sd) in enumerate(zip(r["layer_mean"], r["layer_std"])):
+                w.writerow([r["name"], layer, layer / (r["n_hidden"] - 1), mu, sd])
+    plot_heatmaps(results, folder / "heatmaps.png")
+    plot_layer_means(results, folder / "layer_means.png")
+    if distinct_sizes(results) > 1:
+        plot_against(results, "n_params", "parameters", "condensation against model size", folder / "size_trend.png")
+    for i, (run, rs) in enumerate(snapshot_runs(results).items()):
+        plot_against(rs, "tokens_seen", "training tokens", f"{run} over training", folder / f"training{i or ''}.png")
+
+
+def figure(size=(6.4, 4), **kw):
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    return plt, *plt.subplots(figsize=size, **kw)
+
+
+def plot_heatmaps(results, path):
+    """The paper's figure: per model, x = layer fraction, y = cosine similarity, colour = the share of token pairs in
+    each of 128 bins of that layer's averaged cosine matrix; one (log) colour scale for all models."""
+    from matplotlib.colors import LogNorm
+    cols = min(len(results), 6)
+    rows = math.ceil(len(results) / cols)
+    plt, fig, axes = figure((3 * cols + 1.2, 2.8 * rows), nrows=rows, ncols=cols, squeeze=False, sharey=True,
+                            layout="constrained")
+    top = max(r["hist"].max() for r in results)
+    norm, cmap = LogNorm(top * 1e-4, top), plt.get_cmap("viridis").with_extremes(bad=plt.get_cmap("viridis")(0))
+    for ax, r in zip(axes.flat, results):
+        x = np.linspace(0, 1, r["n_hidden"] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
+        mesh = ax.pcolormesh(x, np.linspace(-1, 1, N_BINS + 1), np.ma.masked_equal(r["hist"].T, 0), norm=norm,
+                             cmap=cmap)
+        ax.set(title=r["name"][-40:], xlabel="layer fraction")
+        ax.title.set_fontsize(8)
+    for ax in axes.flat[len(results):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("cosine similarity")
+    fig.colorbar(mesh, ax=axes, label="share of token pairs")
+    save(plt, fig, path)
+
+
+def plot_layer_means(results, path):
+    plt, fig, ax = figure()
+    for r in results:
+        x, mu, sd = np.linspace(0, 1, r["n_hidden"]), np.array(r["layer_mean"]), np.array(r["layer_std"])
+        ax.plot(x, mu, marker=".", label=f"{r['name'][-40:]} (rho {r['spearman']:+.2f})")
+        ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)  # +- one standard deviation across texts
+    ax.set(xlabel="layer fraction", ylabel="mean cosine similarity", title="per-layer mean (band: +-1 sd over texts)")
+    ax.legend(fontsize=7)
+    save(plt, fig, path)
+
+
+def plot_against(results, key, label, title, path):
+    """rho and tau against model size or training tokens, with their bootstrap confidence intervals."""
+    plt, fig, ax = figure()
+    rs = sorted(results, key=lambda r: r[key])
+    x = np.array([r[key] for r in rs], dtype=float)
+    for stat, marker in (("spearman", "o"), ("kendall", "s")):
+        y = np.array([r[stat] for r in rs])
+        err = np.abs(np.array([r.get(stat + "_ci") or [v, v] for r, v in zip(rs, y)]).T - y)
+        ax.errorbar(x, y, yerr=err, marker=marker, capsize=3, label=f"{stat} (bootstrap CI)",
+                    linestyle="-" if key == "tokens_seen" else "none")
+    if key == "n_params":
+        ax.set_xscale("log")
+        for xi, r in zip(x, rs):
+            ax.annotate(r["name"][-24:], (xi, r["spearman"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set(xlabel=label, ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05), title=title)
+    ax.legend(fontsize=8)
+    save(plt, fig, path)
+
+
+def save(plt, fig, path):
+    if not fig.get_layout_engine():
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_table(results, report, last_n):
+    def fmt(r, k):
+        ci = r.get(k + "_ci")
+        return f"{r[k]:+.3f}" + (f" [{ci[0]:+.2f},{ci[1]:+.2f}]" if ci else "")
+    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'tau [CI]':>22s} "
+          f"{'last':>6s} {f'last{last_n}':>6s}")
+    for r in sorted(results, key=lambda r: r["n_params"]):
+        print(f"{r['name'][-32:]:32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
+              f"{r['n_hidden']:4d} {fmt(r, 'spearman'):>22s} {fmt(r, 'kendall'):>22s} {r['last_layer_mean']:6.3f} "
+              f"{r['last_n_mean']:6.3f}")
+    if report["size_trend"]:
+        t = report["size_trend"]["n_params"]
+        print(f"size trend over {t['n']} models: Spearman(size, rho) {t['spearman']:+.3f} (p {t['spearman_p']:.3g}), "
+              f"Kendall {t['kendall']:+.3f} (p {t['kendall_p']:.3g})")
+    for p in report["pairs"]:
+        ci = p.get("d_spearman_ci")
+        print(f"{p['other']} - {p['base']}: d_rho {p['d_spearman']:+.3f}" + (f" [{ci[0]:+.2f},{ci[1]:+.2f}]" if ci
+              else "") + f", d_last {p['d_last_layer_mean']:+.3f}" + ("" if p["same_texts"] else " (texts differ)"))
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+def memory_mib(reset_peak=False):
+    """(resident, peak resident) memory of this process in MiB, from Linux's /proc; clear_refs 5 resets the peak."""
+    if reset_peak:
+        Path("/proc/self/clear_refs").write_text("5")
+    status = Path("/proc/self/status").read_text()
+    return [int(re.search(rf"{key}:\s+(\d+)", status).group(1)) / 1024 for key in ("VmRSS", "VmHWM")]
+
+
+def bench(args):
+    """texts/s and memory of the measurement on a random GPT-2-124M-shaped model; run it at N = 10 and N = 100:
+    the peak must not grow with N."""
+    torch.manual_seed(args.seed)
+    hidden_fn = ours(gpt.GPT(gpt.GPTConfig(vocab_size=50257)), args.device, DTYPES[args.dtype])[0]
+    tokens = torch.randint(0, 50257, (args.n_texts, args.seq_len))
+    layer_cosines(hidden_fn, tokens[:1], 1, args.offdiag, args.device)  # warm-up
+    before, _ = memory_mib(reset_peak=True)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    layer_cosines(hidden_fn, tokens, args.batch_size, args.offdiag, args.device)
+    seconds = time.perf_counter() - t0
+    peak = memory_mib()[1]
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else None
+    print(f"bench: N={args.n_texts} T={args.seq_len} batch {args.batch_size} {args.device} {args.dtype}: "
+          f"{args.n_texts / seconds:.2f} texts/s, resident memory {before:.0f} MiB before, peak {peak:.0f} MiB during"
+          + (f", peak GPU memory {gpu:.0f} MiB" if gpu else ""))
+    return {"texts_per_s": args.n_texts / seconds, "rss_before_mib": before, "peak_rss_mib": peak, "peak_gpu_mib": gpu}
+
+
+def parse_args(argv=None):
+    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter)
+    p.add_argument("models", nargs="*", metavar="MODEL", help="checkpoint, run directory, GPT-2 name/dir, hf:<name>[@revision]")
+    p.add_argument("--data", default="austen", help=".txt/.jsonl file, bundled source or prepared dataset name")
+    p.add_argument("--field", default="text", help="JSON field holding the text of a .jsonl file")
+    p.add_argument("--n_texts", type=int, default=100, help="texts per model (the paper: 100)")
+    p.add_argument("--seq_len", type=int, default=512, help="tokens per text (the paper: 512)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the choice of documents and the bootstrap")
+    p.add_argument("--offdiag", action="store_true", help="leave each token's cosine with itself (1) out")
+    p.add_argument("--last_n", type=int, default=3, help="also report the mean over the last n layers")
+    p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples of the texts (0: no CIs)")
+    p.add_argument("--ci", type=float, default=0.95, help="confidence level of the bootstrap intervals")
+    p.add_argument("--paired", action="store_true", help="models come in pairs (base, other): report differences")
+    p.add_argument("--snapshots", action="store_true", help="a run directory means all its ckpt_NNNNNN.pt")
+    p.add_argument("--batch_size", type=int, default=4, help="texts per forward pass")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bf16"], help="bf16: for GPUs")
+    p.add_argument("--out", default="out_measure", help="folder for the results")
+    p.add_argument("--bench", action="store_true", help="time a random GPT-2-124M-shaped model instead")
+    args = p.parse_args(argv)
+    for name, low in (("n_texts", 1), ("seq_len", 2), ("last_n", 1), ("n_boot", 0), ("batch_size", 1)):
+        if getattr(args, name) < low:
+            p.error(f"--{name} must be at least {low}")
+    if not 0 < args.ci < 1:
+        p.error("--ci must be between 0 and 1")
+    if not args.models and not args.bench:
+        p.error("give at least one MODEL (or --bench)")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA GPU here")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file, not a folder")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.bench:
+        return bench(args)
+    out = Path(args.out).resolve()
+    tmp = None
+    try:
+        results, report = measure_all(args)
+        # everything is written into a fresh folder beside --out, then moved in: never a half-written result
+        tmp = Path(tempfile.mkdtemp(prefix=".measure-", dir=out.parent if out.parent.is_dir() else None))
+        write_outputs(results, report, tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for old in [*out.glob("condensation*.*"), *out.glob("training*.png")] + [out / f for f in FIGURES]:
+            old.unlink(missing_ok=True)  # a last run's files that this run does not rewrite would mix in
+        for f in tmp.iterdir():
+            shutil.move(str(f), str(out / f.name))
+    except (MeasureError, DataError, OSError, ValueError) as e:
+        sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print_table(results, report, args.last_n)
+    print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
