@@ -131,7 +131,9 @@ class GPT(nn.Module):
             n -= self.transformer.wte.weight.numel() + self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx, targets=None, return_hidden=False):
+    def forward(self, idx, targets=None, return_hidden=False, head=True):
+        """-> (logits, loss) or, with return_hidden, (logits, loss, hidden); head=False skips the output layer
+        (logits and loss are None), for measurements that need only the hidden states."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size {self.config.block_size}")
@@ -145,6 +147,8 @@ class GPT(nn.Module):
             hidden.append(x)
         x = self.transformer.ln_f(x)
         hidden[-1] = x
+        if not head:
+            return (None, None, hidden) if return_hidden else (None, None)
         logits = self.lm_head(x)
         loss = None
         if targets is not None:

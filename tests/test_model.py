@@ -57,6 +57,8 @@ def test_hidden_state_convention():
     assert len(hidden) == 4 and all(h.shape == (2, 10, 16) for h in hidden)
     # the last hidden state is after the final LayerNorm, so it is what the output layer sees
     assert torch.allclose(m.lm_head(hidden[-1]), logits, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(hidden, m(idx, return_hidden=True, head=False)[2]))
+    assert m(idx, head=False) == (None, None)
     x = hidden[0]
     for i, block in enumerate(m.transformer.h[:-1]):
         x = block(x)
