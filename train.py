@@ -309,12 +309,13 @@ def main(argv=None):
     peak = peak_flops(device, ptdtype)
     log_path = os.path.join(a.out_dir, "log.jsonl")
     if master:
-        os.makedirs(a.out_dir, exist_ok=True)
         n_params = raw_model.num_params()
         print(f"model: {n_params / 1e6:.2f}M parameters ({raw_model.num_params(non_embedding=True) / 1e6:.2f}M "
               f"non-embedding), {model_args['n_layer']} layers x {model_args['n_embd']}, MLP "
               f"{model_args['n_inner'] or 4 * model_args['n_embd']}; data: {a.dataset} ({len(train_data):,} train "
               f"tokens, unigram entropy {unigram:.3f} nats); {tokens_per_step:,} tokens/step on {world} x {device}")
+    if master and not a.bench:
+        os.makedirs(a.out_dir, exist_ok=True)
         with open(os.path.join(a.out_dir, "config.json"), "w") as f:
             json.dump(vars(a), f, indent=1)
 
