@@ -10,16 +10,17 @@ Measure embedding condensation: how the token vectors of one text crowd into a n
 
 MODEL is one of our checkpoint files or run directories (its ckpt.pt; every ckpt_NNNNNN.pt with --snapshots), a
 GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or hf:<name or directory>[@revision] for any
-Hugging Face causal LM through the optional `transformers` package. --data is a .txt (one document per paragraph) or .jsonl
-(--field) file, a bundled source (austen: its chapters, wiki: its articles; all of them), or a prepared
-data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset has no document marker, so, as in
-a .txt file, each paragraph is a document). Every model sees the same documents, tokenized its own way.
+Hugging Face causal LM through the optional `transformers` package. --data is a .txt (one document per
+paragraph) or .jsonl (--field) file, a bundled source (austen: its chapters, wiki: its articles; all of them), or
+a prepared data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset has no document marker,
+so, as in a .txt file, each paragraph is a document). Every model sees the same documents, tokenized its own way.
 Writes condensation.json, condensation.csv (one row per model), condensation_layers.csv (one row per layer) and
 figures into --out, all at once at the end; a bad input stops everything with one line before any work.
 train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's mean cosine.
 """
 
 import argparse
+import contextlib
 import csv
 import inspect
 import json
@@ -69,22 +70,21 @@ def matrix_means(cos, offdiag=False):
 
 @torch.no_grad()
 def layer_cosines(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu"):
-    """Run the texts tokens [N, T] through a model in batches and return (the cosine matrix of every layer averaged
-    entry by entry over the texts [L, T, T] float64, each text's per-layer mean [N, L]). Only running sums are kept,
-    so memory does not grow with N."""
+    """Run the texts tokens [N, T] through a model in batches -> (every layer's cosine matrix averaged entry by entry
+    over the texts [L, T, T] float64, each text's per-layer mean [N, L]); memory does not grow with N."""
     N, T = tokens.shape
     total, per_text = None, []
-    for i in range(0, N, batch_size):
-        hidden = hidden_fn(tokens[i:i + batch_size].to(device))
+    for batch in tokens.split(batch_size):
+        hidden = hidden_fn(batch.to(device))
         if total is None:
             total = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
         means = []
-        for layer, h in enumerate(hidden):
+        for layer, h in enumerate(hidden):  # one layer's [B, T, T] cosines at a time
             cos = cosine_matrices(h)
             total[layer] += cos.sum(0, dtype=torch.float64)  # C-bar_l = (1/N) sum_n C_l(text n), summed here
             means.append(matrix_means(cos, offdiag).double())
         per_text.append(torch.stack(means, 1).cpu())
-        del hidden, cos
+        del hidden, cos  # freed before the next batch's forward pass, not during it
     return (total / N).cpu(), torch.cat(per_text).numpy()
 
 
@@ -110,6 +110,7 @@ def rank_correlations(x, y):
 
 
 def ci_of(samples, ci):
+    """The central ci interval of the bootstrap samples, leaving out those of flat resamples (NaN)."""
     good = samples[np.isfinite(samples)]
     return [float(v) for v in np.percentile(good, [50 * (1 - ci), 50 * (1 + ci)])] if good.size else None
 
@@ -118,17 +119,17 @@ def summarize(avg, per_text, offdiag=False, last_n=3, boot_idx=None, ci=0.95):
     """The numbers of one model from layer_cosines' output; boot_idx [n_boot, N] are text resamples shared by all
     models, so that differences between two models measured on the same texts are a paired bootstrap."""
     L, T = avg.shape[0], avg.shape[-1]
-    keep = ~torch.eye(T, dtype=torch.bool) if offdiag else torch.ones(T, T, dtype=torch.bool)
+    entries = avg[:, ~torch.eye(T, dtype=torch.bool)] if offdiag else avg.flatten(1)  # [L, entries looked at]
     # mu_l: the mean of layer l's text-averaged cosine matrix (= the mean of the per-text means: all have T tokens)
-    mu = np.array([avg[layer][keep].mean().item() for layer in range(L)])
+    mu = entries.mean(1).numpy()
     # the paper's heatmap column: a 128-bin histogram over [-1, 1] of the entries of the averaged matrix, as fractions
-    hist = np.stack([np.histogram(avg[layer][keep].clamp(-1, 1).numpy(), N_BINS, (-1, 1))[0] for layer in range(L)])
+    hist = np.stack([np.histogram(e, N_BINS, (-1, 1))[0] for e in entries.clamp(-1, 1).numpy()])
     # condensation grows with depth when mu_l rises with l: rank correlations of mu_l with the layer index l
     out = {"n_hidden": L, "layer_mean": mu.tolist(),
            "layer_std": per_text.std(0, ddof=1).tolist() if len(per_text) > 1 else [0.0] * L,  # spread over texts
            **rank_correlations(np.arange(L), mu),
            "last_layer_mean": float(mu[-1]), "last_n_mean": float(mu[-last_n:].mean()),
-           "hist": hist / keep.sum().item()}
+           "hist": hist / entries.shape[1]}
     if boot_idx is not None and len(boot_idx):
         # each resample of texts gives per-layer means = the average of those texts' per-text means (exact)
         boot = np.stack([per_text[rows].mean(0) for rows in boot_idx])
@@ -142,9 +143,8 @@ def condensation_summary(net, idx, offdiag=False):
     """Cheap condensation of our GPT on a fixed batch of token ids idx [N, T] (one forward pass), for train.py's
     evals: {"rho": Spearman, "tau": Kendall of the per-layer mean cosine against depth, "last_cos": last layer's}."""
     was_training = net.training
-    net.eval()
     try:
-        hidden = net(idx, return_hidden=True)[2]
+        hidden = net.eval()(idx, return_hidden=True, head=False)[2]  # no logits: the output layer is costly
     finally:
         net.train(was_training)
     mu = np.array([matrix_means(cosine_matrices(h), offdiag).mean().item() for h in hidden])
@@ -152,30 +152,25 @@ def condensation_summary(net, idx, offdiag=False):
     return {"rho": rc["spearman"], "tau": rc["kendall"], "last_cos": float(mu[-1])}
 
 
-def trend(x, y):
-    """Rank correlations of y with x (model size or training tokens); None below 3 points."""
-    return {"n": len(x)} | rank_correlations(x, y) if len(x) >= 3 else None
-
-
 # ------------------------------------------------------------------------------------------------ the texts
 
 def load_documents(data, field="text"):
     """The documents named by --data, and a description of them."""
     if data.endswith((".txt", ".jsonl")) or os.path.isfile(data):
-        return read_documents(data, field), f"{data}"
+        return read_documents(data, field), data
     if data.removesuffix("_char") in BUNDLED_SOURCES:
         return source_documents(data), f"{data} (bundled, all documents)"
-    if (dataset_dir(data) / "meta.json").exists():
-        meta = load_meta(data)  # clear errors for a half-prepared dataset
-        tokens = np.memmap(dataset_dir(data) / "val.bin", dtype=np.uint16, mode="r")
-        _, decode = get_tokenizer(meta["tokenizer"])
-        if meta["eot"] is None:  # char data: documents were joined by blank lines, like paragraphs
-            return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", decode(tokens)) if p.strip()], f"{data} (val)"
-        cuts = np.flatnonzero(tokens == meta["eot"])
-        bounds = [(a, b) for a, b in zip(np.r_[0, cuts + 1], np.r_[cuts, len(tokens)]) if b > a]
-        return LazyDocs(tokens, bounds, decode), f"{data} (val)"
-    raise MeasureError(f"unknown data source {data!r}: not a .txt/.jsonl file, a bundled source "
-                       f"({', '.join(BUNDLED_SOURCES)}) or a prepared dataset under data/ (python data/prepare.py)")
+    if not (dataset_dir(data) / "meta.json").exists():
+        raise MeasureError(f"unknown data source {data!r}: not a .txt/.jsonl file, a bundled source "
+                           f"({', '.join(BUNDLED_SOURCES)}) or a prepared dataset under data/ (python data/prepare.py)")
+    meta = load_meta(data)  # clear errors for a half-prepared dataset
+    tokens = np.memmap(dataset_dir(data) / "val.bin", dtype=np.uint16, mode="r")
+    _, decode = get_tokenizer(meta["tokenizer"])
+    if meta["eot"] is None:  # char data: documents were joined by blank lines, like paragraphs
+        return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", decode(tokens)) if p.strip()], f"{data} (val)"
+    cuts = np.flatnonzero(tokens == meta["eot"])
+    bounds = [(a, b) for a, b in zip(np.r_[0, cuts + 1], np.r_[cuts, len(tokens)]) if b > a]
+    return LazyDocs(tokens, bounds, decode), f"{data} (val)"
 
 
 class LazyDocs:
@@ -216,14 +211,11 @@ def select_texts(docs, encode, n_texts, seq_len, seed, what=""):
     order = np.random.default_rng(seed).permutation(len(docs)) if len(docs) > n_texts else range(len(docs))
     chosen, used = {}, set()
     for start in map(int, order):
-        if start in used:
-            continue
-        got = first_tokens(docs, start, encode, seq_len, used)
-        if got is not None:
-            chosen[start] = got[0]
-            used.update(got[1])
         if len(chosen) == n_texts:
             break
+        if start not in used and (got := first_tokens(docs, start, encode, seq_len, used)):
+            chosen[start] = got[0]
+            used.update(got[1])
     if len(chosen) < n_texts:
         raise MeasureError(f"too little text{what}: need {n_texts} texts of {seq_len} tokens, the {len(docs)} "
                            f"documents hold only {len(chosen)} (lower --n_texts or --seq_len, or use more text)")
@@ -253,9 +245,8 @@ def open_model(spec, snapshots=False):
         config = json.loads(Path(folder, "config.json").read_text())
         if config.get("model_type", "gpt2") != "gpt2":
             raise MeasureError(f"{spec} holds a {config.get('model_type')} model, not GPT-2: use hf:{spec}")
-        encode, _ = get_tokenizer({"name": "gpt2"})
         load = lambda device, dtype: ours(gpt.GPT.from_pretrained(folder), device, dtype)
-        return [dict(name=spec, kind="gpt2", encode=encode, vocab=config["vocab_size"],
+        return [dict(name=spec, kind="gpt2", encode=get_tokenizer({"name": "gpt2"})[0], vocab=config["vocab_size"],
                      max_len=config["n_positions"], tokens_seen=None, load=load)]
     if spec.endswith(".pt") or os.sep in spec:
         raise MeasureError(f"no such file or directory: {spec}")
@@ -264,7 +255,8 @@ def open_model(spec, snapshots=False):
 
 
 def open_checkpoint(path, name):
-    ckpt = gpt.load_checkpoint(str(path))
+    # memory-mapped, so that checking a run's every snapshot reads neither its weights nor its optimizer state
+    ckpt = gpt.load_checkpoint(str(path), mmap=True)
     try:  # weights that do not fit model_args are caught now on a meta-device model, which costs no memory
         with torch.device("meta"):
             ref = gpt.GPT(gpt.GPTConfig(**ckpt["model_args"])).state_dict()
@@ -274,12 +266,11 @@ def open_checkpoint(path, name):
         raise MeasureError(f"{path} is not a nanodisperse checkpoint ({e})") from None
     if bad:
         raise MeasureError(f"{path}: weights do not match model_args (first mismatch: {bad[0]})")
-    spec = ckpt.get("tokenizer") or {"name": "gpt2"}
+    spec, args = ckpt.get("tokenizer") or {"name": "gpt2"}, ckpt["model_args"]
     encode, _ = get_tokenizer(spec)
     if spec["name"] == "char":  # a char model has no id for a character it never saw: such characters are dropped
         known, encode_known = set(spec["chars"]), encode
         encode = lambda text: encode_known("".join(c for c in text if c in known))
-    args = ckpt["model_args"]
     load = lambda device, dtype: ours(gpt.GPT.from_checkpoint(str(path)), device, dtype)
     return dict(name=name, kind="checkpoint", run=str(Path(path).parent), encode=encode, load=load,
                 vocab=args["vocab_size"], max_len=args["block_size"], tokens_seen=ckpt.get("tokens_seen"))
@@ -289,7 +280,8 @@ def ours(net, device, dtype):
     """Our GPT's hidden states, as Hugging Face's output_hidden_states (the convention throughout): n_layer + 1 of
     them, the embedding output, then each block's output, the last one after the final LayerNorm."""
     net = net.to(device=device, dtype=dtype).eval()
-    return (lambda idx: net(idx, return_hidden=True)[2]), net.num_params(), net.num_params(non_embedding=True)
+    # head=False: no output layer, a large share of the forward pass, for logits nobody reads
+    return (lambda idx: net(idx, return_hidden=True, head=False)[2]), net.num_params(), net.num_params(True)
 
 
 def open_hf(spec):
@@ -304,8 +296,8 @@ def open_hf(spec):
     try:
         config = transformers.AutoConfig.from_pretrained(name, **kw)
         tok = transformers.AutoTokenizer.from_pretrained(name, **kw)
-    except Exception as e:  # missing directory, unknown name, no network, no tokenizer: one line each
-        raise MeasureError(f"cannot load hf:{spec}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
+    except Exception as e:  # missing directory, unknown name, no network, no tokenizer: main keeps the first line
+        raise MeasureError(f"cannot load hf:{spec}: {str(e).strip() or type(e).__name__}") from None
     encode = lambda text: tok(text, verbose=False)["input_ids"]  # with the model's own special tokens (e.g. BOS)
 
     def load(device, dtype):
@@ -340,25 +332,23 @@ def measure_all(args):
             raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of {m['max_len']}")
         m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len, args.seed,
                                                 f" in {described} for {m['name']}")
-        top = int(m["tokens"].max())
-        if top >= m["vocab"]:
+        if (top := int(m["tokens"].max())) >= m["vocab"]:
             raise MeasureError(f"{m['name']}: token id {top} is outside its vocabulary of {m['vocab']}")
-    dtype = DTYPES[args.dtype]
     boot_idx = np.random.default_rng(args.seed + 1).integers(0, args.n_texts, (args.n_boot, args.n_texts))
     results = []
     for m in models:
         t0 = time.perf_counter()
-        hidden_fn, n_params, n_non_emb = m["load"](args.device, dtype)
+        hidden_fn, n_params, n_non_emb = m["load"](args.device, DTYPES[args.dtype])
         avg, per_text = layer_cosines(hidden_fn, m["tokens"], args.batch_size, args.offdiag, args.device)
+        del hidden_fn  # one model in memory at a time
         seconds = time.perf_counter() - t0
         r = dict(name=m["name"], kind=m["kind"], n_params=n_params, n_params_non_embedding=n_non_emb,
                  tokens_seen=m["tokens_seen"], run=m.get("run"), documents=m["starts"], seconds=round(seconds, 2),
                  **summarize(avg, per_text, args.offdiag, args.last_n, boot_idx, args.ci))
         results.append(r)
-        del hidden_fn
         print(f"{r['name']}: rho {r['spearman']:+.3f}, tau {r['kendall']:+.3f}, last layer {r['last_layer_mean']:.3f} "
               f"({seconds:.1f} s)", flush=True)
-    sized = sorted(results, key=lambda r: r["n_params"]) if distinct_sizes(results) > 2 else []
+    sized = sorted(results, key=lambda r: r["n_params"]) if len({r["n_params"] for r in results}) > 2 else []
     report = {"settings": {k: v for k, v in vars(args).items() if k not in ("bench", "models")} | {"data": described},
               "size_trend": {key: trend([r[key] for r in sized], [r["spearman"] for r in sized])
                              for key in ("n_params", "n_params_non_embedding")} if sized else None,
@@ -369,6 +359,11 @@ def measure_all(args):
     return results, report
 
 
+def trend(x, y):
+    """Rank correlations of y with x (model size or training tokens); None below 3 points."""
+    return {"n": len(x)} | rank_correlations(x, y) if len(x) >= 3 else None
+
+
 def pair(a, b, ci):
     """b against a (say a distilled model against its base): differences and their paired bootstrap CIs."""
     out = {"base": a["name"], "other": b["name"], "same_texts": a["documents"] == b["documents"]}
@@ -377,10 +372,6 @@ def pair(a, b, ci):
         if "boot" in a:
             out[f"d_{key}_ci"] = ci_of(b["boot"][key] - a["boot"][key], ci)
     return out
-
-
-def distinct_sizes(results):
-    return len({r["n_params"] for r in results})
 
 
 def snapshot_runs(results):
@@ -404,95 +395,89 @@ def write_outputs(results, report, folder):
     text = re.sub(r"(?<=[\s\[])-?(NaN|Infinity)\b", "null", json.dumps(report, indent=1))  # e.g. rho of a flat curve
     text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)  # short lists
     (folder / "condensation.json").write_text(text + "\n")
-    with open(folder / "condensation.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_KEYS)
-        for r in results:  # a confidence interval as "lo hi"
-            w.writerow([" ".join(map(str, r[k])) if isinstance(r.get(k), list) else r.get(k) for k in CSV_KEYS])
-    with open(folder / "condensation_layers.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "layer", "layer_fraction", "mean", "std"])
-        for r in results:
-            for layer, (mu, sd) in enumerate(zip(r["layer_mean"], r["layer_std"])):
-                w.writerow([r["name"], layer, layer / (r["n_hidden"] - 1), mu, sd])
+    cell = lambda v: " ".join(map(str, v)) if isinstance(v, list) else v  # a confidence interval as "lo hi"
+    tables = {"condensation.csv": [CSV_KEYS] + [[cell(r.get(k)) for k in CSV_KEYS] for r in results],
+              "condensation_layers.csv": [("name", "layer", "layer_fraction", "mean", "std")] + [
+                  [r["name"], layer, layer / (r["n_hidden"] - 1), mu, sd]
+                  for r in results for layer, (mu, sd) in enumerate(zip(r["layer_mean"], r["layer_std"]))]}
+    for name, rows in tables.items():
+        with open(folder / name, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
     plot_heatmaps(results, folder / "heatmaps.png")
     plot_layer_means(results, folder / "layer_means.png")
-    if distinct_sizes(results) > 1:
+    if len({r["n_params"] for r in results}) > 1:
         plot_against(results, "n_params", "parameters", "condensation against model size", folder / "size_trend.png")
     for i, (run, rs) in enumerate(snapshot_runs(results).items()):
         plot_against(rs, "tokens_seen", "training tokens", f"{run} over training", folder / f"training{i or ''}.png")
 
 
-def figure(size=(6.4, 4), **kw):
+@contextlib.contextmanager
+def figure(path, size=(6.4, 4), **kw):
+    """(fig, axes) to draw on in a with block, saved to path at its end."""
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
-    return plt, *plt.subplots(figsize=size, **kw)
+    fig, axes = plt.subplots(figsize=size, layout="constrained", **kw)
+    try:
+        yield fig, axes
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)  # pyplot would keep it alive
 
 
 def plot_heatmaps(results, path):
     """The paper's figure: per model, x = layer fraction, y = cosine similarity, colour = the share of token pairs in
     each of 128 bins of that layer's averaged cosine matrix; one (log) colour scale for all models."""
-    from matplotlib.colors import LogNorm
+    from matplotlib import colormaps, colors
     cols = min(len(results), 6)
     rows = math.ceil(len(results) / cols)
-    plt, fig, axes = figure((3 * cols + 1.2, 2.8 * rows), nrows=rows, ncols=cols, squeeze=False, sharey=True,
-                            layout="constrained")
     top = max(r["hist"].max() for r in results)
-    norm, cmap = LogNorm(top * 1e-4, top), plt.get_cmap("viridis").with_extremes(bad=plt.get_cmap("viridis")(0))
-    for ax, r in zip(axes.flat, results):
-        x = np.linspace(0, 1, r["n_hidden"] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
-        mesh = ax.pcolormesh(x, np.linspace(-1, 1, N_BINS + 1), np.ma.masked_equal(r["hist"].T, 0), norm=norm,
-                             cmap=cmap)
-        ax.set(title=r["name"][-40:], xlabel="layer fraction")
-        ax.title.set_fontsize(8)
-    for ax in axes.flat[len(results):]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("cosine similarity")
-    fig.colorbar(mesh, ax=axes, label="share of token pairs")
-    save(plt, fig, path)
+    # the log scale masks empty bins, and they are painted in its lowest colour, as the shares below its floor
+    norm, cmap = colors.LogNorm(top * 1e-4, top), colormaps["viridis"].with_extremes(bad=colormaps["viridis"](0))
+    with figure(path, (3 * cols + 1.2, 2.8 * rows), nrows=rows, ncols=cols, squeeze=False, sharey=True) as (fig, axes):
+        for ax, r in zip(axes.flat, results):
+            x = np.linspace(0, 1, r["n_hidden"] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
+            mesh = ax.pcolormesh(x, np.linspace(-1, 1, N_BINS + 1), r["hist"].T, norm=norm, cmap=cmap)
+            ax.set_title(r["name"][-40:], fontsize=8)
+            ax.set_xlabel("layer fraction")
+        for ax in axes.flat[len(results):]:
+            ax.axis("off")
+        axes[0, 0].set_ylabel("cosine similarity")
+        fig.colorbar(mesh, ax=axes, label="share of token pairs")
 
 
 def plot_layer_means(results, path):
-    plt, fig, ax = figure()
-    for r in results:
-        x, mu, sd = np.linspace(0, 1, r["n_hidden"]), np.array(r["layer_mean"]), np.array(r["layer_std"])
-        ax.plot(x, mu, marker=".", label=f"{r['name'][-40:]} (rho {r['spearman']:+.2f})")
-        ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)  # +- one standard deviation across texts
-    ax.set(xlabel="layer fraction", ylabel="mean cosine similarity", title="per-layer mean (band: +-1 sd over texts)")
-    ax.legend(fontsize=7)
-    save(plt, fig, path)
+    with figure(path) as (fig, ax):
+        for r in results:
+            x, mu, sd = np.linspace(0, 1, r["n_hidden"]), np.array(r["layer_mean"]), np.array(r["layer_std"])
+            ax.plot(x, mu, marker=".", label=f"{r['name'][-40:]} (rho {r['spearman']:+.2f})")
+            ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)  # +- one standard deviation across texts
+        ax.set(xlabel="layer fraction", ylabel="mean cosine similarity",
+               title="per-layer mean (band: +-1 sd over texts)")
+        ax.legend(fontsize=7)
 
 
 def plot_against(results, key, label, title, path):
     """rho and tau against model size or training tokens, with their bootstrap confidence intervals."""
-    plt, fig, ax = figure()
     rs = sorted(results, key=lambda r: r[key])
     x = np.array([r[key] for r in rs], dtype=float)
-    for stat, marker in (("spearman", "o"), ("kendall", "s")):
-        y = np.array([r[stat] for r in rs])
-        err = np.abs(np.array([r.get(stat + "_ci") or [v, v] for r, v in zip(rs, y)]).T - y)
-        ax.errorbar(x, y, yerr=err, marker=marker, capsize=3, label=f"{stat} (bootstrap CI)",
-                    linestyle="-" if key == "tokens_seen" else "none")
-    if key == "n_params":
-        ax.set_xscale("log")
-        for xi, r in zip(x, rs):
-            ax.annotate(r["name"][-24:], (xi, r["spearman"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set(xlabel=label, ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05), title=title)
-    ax.legend(fontsize=8)
-    save(plt, fig, path)
-
-
-def save(plt, fig, path):
-    if not fig.get_layout_engine():
-        fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path) as (fig, ax):
+        for stat, marker in (("spearman", "o"), ("kendall", "s")):
+            y = np.array([r[stat] for r in rs])
+            err = np.abs(np.array([r.get(stat + "_ci") or [v, v] for r, v in zip(rs, y)]).T - y)
+            ax.errorbar(x, y, yerr=err, marker=marker, capsize=3, label=f"{stat} (bootstrap CI)",
+                        linestyle="-" if key == "tokens_seen" else "none")
+        if key == "n_params":
+            ax.set_xscale("log")
+            for xi, r in zip(x, rs):
+                ax.annotate(r["name"][-24:], (xi, r["spearman"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set(xlabel=label, ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05), title=title)
+        ax.legend(fontsize=8)
 
 
 def print_table(results, report, last_n):
-    def fmt(r, k):
+    def fmt(r, k):  # r[k] and its confidence interval r[k_ci], when it has one
         ci = r.get(k + "_ci")
         return f"{r[k]:+.3f}" + (f" [{ci[0]:+.2f},{ci[1]:+.2f}]" if ci else "")
     print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'tau [CI]':>22s} "
@@ -506,9 +491,8 @@ def print_table(results, report, last_n):
         print(f"size trend over {t['n']} models: Spearman(size, rho) {t['spearman']:+.3f} (p {t['spearman_p']:.3g}), "
               f"Kendall {t['kendall']:+.3f} (p {t['kendall_p']:.3g})")
     for p in report["pairs"]:
-        ci = p.get("d_spearman_ci")
-        print(f"{p['other']} - {p['base']}: d_rho {p['d_spearman']:+.3f}" + (f" [{ci[0]:+.2f},{ci[1]:+.2f}]" if ci
-              else "") + f", d_last {p['d_last_layer_mean']:+.3f}" + ("" if p["same_texts"] else " (texts differ)"))
+        print(f"{p['other']} - {p['base']}: d_rho {fmt(p, 'd_spearman')}, d_last {p['d_last_layer_mean']:+.3f}"
+              + ("" if p["same_texts"] else " (texts differ)"))
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -528,24 +512,25 @@ def bench(args):
     hidden_fn = ours(gpt.GPT(gpt.GPTConfig(vocab_size=50257)), args.device, DTYPES[args.dtype])[0]
     tokens = torch.randint(0, 50257, (args.n_texts, args.seq_len))
     layer_cosines(hidden_fn, tokens[:1], 1, args.offdiag, args.device)  # warm-up
+    cuda = args.device.startswith("cuda")
     before, _ = memory_mib(reset_peak=True)
-    if args.device.startswith("cuda"):
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     layer_cosines(hidden_fn, tokens, args.batch_size, args.offdiag, args.device)
-    seconds = time.perf_counter() - t0
-    peak = memory_mib()[1]
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else None
+    rate, peak = args.n_texts / (time.perf_counter() - t0), memory_mib()[1]
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     print(f"bench: N={args.n_texts} T={args.seq_len} batch {args.batch_size} {args.device} {args.dtype}: "
-          f"{args.n_texts / seconds:.2f} texts/s, resident memory {before:.0f} MiB before, peak {peak:.0f} MiB during"
+          f"{rate:.2f} texts/s, resident memory {before:.0f} MiB before, peak {peak:.0f} MiB during"
           + (f", peak GPU memory {gpu:.0f} MiB" if gpu else ""))
-    return {"texts_per_s": args.n_texts / seconds, "rss_before_mib": before, "peak_rss_mib": peak, "peak_gpu_mib": gpu}
+    return {"texts_per_s": rate, "rss_before_mib": before, "peak_rss_mib": peak, "peak_gpu_mib": gpu}
 
 
 def parse_args(argv=None):
     formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter)
-    p.add_argument("models", nargs="*", metavar="MODEL", help="checkpoint, run directory, GPT-2 name/dir, hf:<name>[@revision]")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="checkpoint, run directory, GPT-2 name/dir, hf:<name>[@revision]")
     p.add_argument("--data", default="austen", help=".txt/.jsonl file, bundled source or prepared dataset name")
     p.add_argument("--field", default="text", help="JSON field holding the text of a .jsonl file")
     p.add_argument("--n_texts", type=int, default=100, help="texts per model (the paper: 100)")
@@ -582,22 +567,18 @@ def main(argv=None):
     if args.bench:
         return bench(args)
     out = Path(args.out).resolve()
-    tmp = None
     try:
         results, report = measure_all(args)
         # everything is written into a fresh folder beside --out, then moved in: never a half-written result
-        tmp = Path(tempfile.mkdtemp(prefix=".measure-", dir=out.parent if out.parent.is_dir() else None))
-        write_outputs(results, report, tmp)
-        out.mkdir(parents=True, exist_ok=True)
-        for old in [*out.glob("condensation*.*"), *out.glob("training*.png")] + [out / f for f in FIGURES]:
-            old.unlink(missing_ok=True)  # a last run's files that this run does not rewrite would mix in
-        for f in tmp.iterdir():
-            shutil.move(str(f), str(out / f.name))
+        with tempfile.TemporaryDirectory(prefix=".measure-", dir=out.parent if out.parent.is_dir() else None) as tmp:
+            write_outputs(results, report, Path(tmp))
+            out.mkdir(parents=True, exist_ok=True)
+            for old in [*out.glob("condensation*.*"), *out.glob("training*.png")] + [out / f for f in FIGURES]:
+                old.unlink(missing_ok=True)  # a last run's files that this run does not rewrite would mix in
+            for f in Path(tmp).iterdir():
+                shutil.move(str(f), str(out / f.name))
     except (MeasureError, DataError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     print_table(results, report, args.last_n)
     print(f"wrote {out}")
     return report

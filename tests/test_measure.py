@@ -131,6 +131,7 @@ def test_condensation_summary_matches_the_full_measurement():
     torch.manual_seed(0)
     net = model.GPT(model.GPTConfig(block_size=32, vocab_size=40, n_layer=3, n_head=2, n_embd=16)).train()
     idx = torch.randint(0, 40, (4, 32))
+    net.lm_head.register_forward_hook(lambda *_: pytest.fail("the output layer ran"))  # hidden states need no logits
     got = measure.condensation_summary(net, idx)
     assert net.training  # left as it was
     avg, per_text = measure.layer_cosines(measure.ours(net, "cpu", torch.float32)[0], idx)
