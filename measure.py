@@ -6,7 +6,6 @@ Measure embedding condensation: how the token vectors of one text crowd into a n
     python measure.py hf:Qwen/Qwen3-0.6B hf:Qwen/Qwen3-1.7B --data wikitext103 --out results/qwen
     python measure.py hf:BASE hf:DISTILLED [hf:BASE2 hf:DISTILLED2 ...] --paired --out results/kd
     python measure.py hf:allenai/OLMo-1B-0724-hf@step1000-tokens2B hf:allenai/OLMo-1B-0724-hf --out results/olmo
-    python measure.py --bench --n_texts 10                                 # texts/s and peak memory, GPT-2-124M shape
 
 MODEL is one of our checkpoint files or run directories (its ckpt.pt; every ckpt_NNNNNN.pt with --snapshots), a
 GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or hf:<name or directory>[@revision] for any
@@ -349,7 +348,7 @@ def measure_all(args):
         print(f"{r['name']}: rho {r['spearman']:+.3f}, tau {r['kendall']:+.3f}, last layer {r['last_layer_mean']:.3f} "
               f"({seconds:.1f} s)", flush=True)
     sized = sorted(results, key=lambda r: r["n_params"]) if len({r["n_params"] for r in results}) > 2 else []
-    report = {"settings": {k: v for k, v in vars(args).items() if k not in ("bench", "models")} | {"data": described},
+    report = {"settings": {k: v for k, v in vars(args).items() if k != "models"} | {"data": described},
               "size_trend": {key: trend([r[key] for r in sized], [r["spearman"] for r in sized])
                              for key in ("n_params", "n_params_non_embedding")} if sized else None,
               "pairs": [pair(a, b, args.ci) for a, b in zip(results[::2], results[1::2])] if args.paired else [],
@@ -497,35 +496,6 @@ def print_table(results, report, last_n):
 
 # ------------------------------------------------------------------------------------------------ command line
 
-def memory_mib(reset_peak=False):
-    """(resident, peak resident) memory of this process in MiB, from Linux's /proc; clear_refs 5 resets the peak."""
-    if reset_peak:
-        Path("/proc/self/clear_refs").write_text("5")
-    status = Path("/proc/self/status").read_text()
-    return [int(re.search(rf"{key}:\s+(\d+)", status).group(1)) / 1024 for key in ("VmRSS", "VmHWM")]
-
-
-def bench(args):
-    """texts/s and memory of the measurement on a random GPT-2-124M-shaped model; run it at N = 10 and N = 100:
-    the peak must not grow with N."""
-    torch.manual_seed(args.seed)
-    hidden_fn = ours(gpt.GPT(gpt.GPTConfig(vocab_size=50257)), args.device, DTYPES[args.dtype])[0]
-    tokens = torch.randint(0, 50257, (args.n_texts, args.seq_len))
-    layer_cosines(hidden_fn, tokens[:1], 1, args.offdiag, args.device)  # warm-up
-    cuda = args.device.startswith("cuda")
-    before, _ = memory_mib(reset_peak=True)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    layer_cosines(hidden_fn, tokens, args.batch_size, args.offdiag, args.device)
-    rate, peak = args.n_texts / (time.perf_counter() - t0), memory_mib()[1]
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    print(f"bench: N={args.n_texts} T={args.seq_len} batch {args.batch_size} {args.device} {args.dtype}: "
-          f"{rate:.2f} texts/s, resident memory {before:.0f} MiB before, peak {peak:.0f} MiB during"
-          + (f", peak GPU memory {gpu:.0f} MiB" if gpu else ""))
-    return {"texts_per_s": rate, "rss_before_mib": before, "peak_rss_mib": peak, "peak_gpu_mib": gpu}
-
-
 def parse_args(argv=None):
     formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter)
@@ -546,15 +516,14 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bf16"], help="bf16: for GPUs")
     p.add_argument("--out", default="out_measure", help="folder for the results")
-    p.add_argument("--bench", action="store_true", help="time a random GPT-2-124M-shaped model instead")
     args = p.parse_args(argv)
     for name, low in (("n_texts", 1), ("seq_len", 2), ("last_n", 1), ("n_boot", 0), ("batch_size", 1)):
         if getattr(args, name) < low:
             p.error(f"--{name} must be at least {low}")
     if not 0 < args.ci < 1:
         p.error("--ci must be between 0 and 1")
-    if not args.models and not args.bench:
-        p.error("give at least one MODEL (or --bench)")
+    if not args.models:
+        p.error("give at least one MODEL")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {args.device}: no CUDA GPU here")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -564,8 +533,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.bench:
-        return bench(args)
     out = Path(args.out).resolve()
     try:
         results, report = measure_all(args)

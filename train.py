@@ -432,6 +432,7 @@ def main(argv=None):
                   f"{tok_s:,.0f} tok/s" + (f", mfu {100 * mfu:.1f}%" if mfu else ""), flush=True)
             log({"iter": iter_num, "split": "train", "tokens": tokens_seen, "lr": lr, "ms": dt * 1000,
                  "tok_s": tok_s, "mfu": mfu, **total})
+    result = None
     if master and a.bench:
         steady = sorted(bench_times[min(5, len(bench_times) // 2):]) or [float("nan")]  # skip warm-up/compile steps
         ms = 1000 * steady[len(steady) // 2]
@@ -439,11 +440,14 @@ def main(argv=None):
         mfu = raw_model.flops_per_token(a.block_size) * tok_s / (peak * world) if peak else None
         print(f"bench: {ms:.1f} ms/iter (median of {len(steady)}), {tok_s:,.0f} tokens/s"
               + (f", MFU {100 * mfu:.1f}% of {peak / 1e12:.2f} TFLOP/s" if mfu else ""))
+        result = {"ms_per_iter": ms, "tokens_per_s": tok_s, "mfu": mfu, "peak_flops": peak}
     elif master:
         print(f"done in {time.perf_counter() - t_start:.0f} s: final val loss {ev['val']:.4f} "
               f"(unigram entropy of the training data {unigram:.4f} nats)")
+        result = {"val": ev["val"], "unigram_entropy": unigram, "seconds": time.perf_counter() - t_start}
     if ddp:
         torch.distributed.destroy_process_group()
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""
+Speed and memory, measured (the numbers in the README's Speed section come from this script).
+
+    python bench.py                          # the default training config, on this machine
+    python bench.py --train_flags "--n_layer 12 --n_head 12 --n_embd 768 --block_size 1024 --batch_size 16 \
+        --dataset austen"                    # GPT-2 124M (bf16 and torch.compile by default on a GPU)
+
+1. one training step: ms, tokens/s and MFU (against a known GPU peak, or on a CPU against a float32 matmul
+   measured in the same process), and the step-time ratio of the angular dispersion loss on every layer;
+2. measure.py on a randomly initialised GPT-2-124M-shaped model at T = 512: texts/s, and peak memory at
+   N = 10 and N = 100 texts, which must be the same: the measurement keeps running sums, not N matrices.
+"""
+
+import argparse
+import re
+import shlex
+import time
+from pathlib import Path
+
+import torch
+
+import measure
+import train
+from model import GPT, GPTConfig
+
+
+def memory_mib(reset_peak=False):
+    """(resident, peak resident) memory of this process in MiB, from Linux's /proc; clear_refs 5 resets the peak."""
+    if reset_peak:
+        Path("/proc/self/clear_refs").write_text("5")
+    status = Path("/proc/self/status").read_text()
+    return [int(re.search(rf"{key}:\s+(\d+)", status).group(1)) / 1024 for key in ("VmRSS", "VmHWM")]
+
+
+def bench_train(flags, iters, rounds):
+    """Median step time without and with `--disp angular --disp_layers all`, alternating `rounds` times so that
+    a slow spell of the machine hits both alike; the best round of each is kept."""
+    runs = {"none": [], "angular": []}
+    for _ in range(rounds):
+        for kind in runs:
+            extra = ["--disp", kind, "--disp_layers", "all"] if kind != "none" else []
+            runs[kind].append(train.main(["--bench", "--max_iters", str(iters), "--log_interval", str(iters), *flags,
+                                          *extra]))
+    best = {kind: min(rs, key=lambda r: r["ms_per_iter"]) for kind, rs in runs.items()}
+    ratio = best["angular"]["ms_per_iter"] / best["none"]["ms_per_iter"]
+    return best, ratio
+
+
+@torch.no_grad()
+def bench_measure(n_texts, seq_len, device, batch_size=4):
+    """texts/s and peak memory of measure.layer_cosines on a random GPT-2-124M-shaped model."""
+    torch.manual_seed(0)
+    hidden_fn = measure.ours(GPT(GPTConfig(vocab_size=50257)), device, torch.float32)[0]
+    tokens = torch.randint(0, 50257, (n_texts, seq_len))
+    measure.layer_cosines(hidden_fn, tokens[:1], 1, device=device)  # warm-up
+    before, _ = memory_mib(reset_peak=True)
+    t0 = time.perf_counter()
+    measure.layer_cosines(hidden_fn, tokens, batch_size, device=device)
+    rate, peak = n_texts / (time.perf_counter() - t0), memory_mib()[1]
+    return {"n_texts": n_texts, "texts_per_s": rate, "rss_before_mib": before, "peak_rss_mib": peak}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    p.add_argument("--train_flags", default="", help="train.py flags of the config to time (default: its defaults)")
+    p.add_argument("--iters", type=int, default=30, help="steps per timing (the first 5 are left out as warm-up)")
+    p.add_argument("--rounds", type=int, default=2, help="alternations of the runs without and with dispersion")
+    p.add_argument("--measure_texts", default="10,100", help="N for the measurement's memory check; empty skips it")
+    p.add_argument("--seq_len", type=int, default=512)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = p.parse_args(argv)
+    best, ratio = bench_train(shlex.split(a.train_flags) + ["--device", a.device], a.iters, a.rounds)
+    lines = [f"training step ({a.train_flags or 'train.py defaults'}, {a.device}, {torch.get_num_threads()} threads):"]
+    for kind, r in best.items():
+        mfu = f", MFU {100 * r['mfu']:.1f}% of {r['peak_flops'] / 1e12:.3f} TFLOP/s" if r["mfu"] else ""
+        lines.append(f"  dispersion {kind:8s}: {r['ms_per_iter']:.1f} ms/iter, {r['tokens_per_s']:,.0f} tokens/s{mfu}")
+    lines.append(f"  step-time ratio, angular on every layer / none: {ratio:.3f}x")
+    for n in filter(None, a.measure_texts.split(",")):
+        m = bench_measure(int(n), a.seq_len, a.device)
+        lines.append(f"measure.py, GPT-2-124M shape, N = {m['n_texts']}, T = {a.seq_len}: {m['texts_per_s']:.2f} texts/s, "
+                     f"peak memory {m['peak_rss_mib']:.0f} MiB ({m['rss_before_mib']:.0f} MiB before)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
