@@ -424,6 +424,16 @@ def figure(path, size=(6.4, 4), **kw):
         plt.close(fig)  # pyplot would keep it alive
 
 
+def short(name, width):
+    """A model's name for a figure or table: a run directory by its own name, a snapshot as run/ckpt_NNNNNN."""
+    path = Path(name)
+    if path.suffix == ".pt":
+        name = f"{path.parent.name}/{path.stem}"
+    elif path.exists():
+        name = path.resolve().name
+    return name[-width:]
+
+
 def plot_heatmaps(results, path):
     """The paper's figure: per model, x = layer fraction, y = cosine similarity, colour = the share of token pairs in
     each of 128 bins of that layer's averaged cosine matrix; one (log) colour scale for all models."""
@@ -437,7 +447,7 @@ def plot_heatmaps(results, path):
         for ax, r in zip(axes.flat, results):
             x = np.linspace(0, 1, r["n_hidden"] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
             mesh = ax.pcolormesh(x, np.linspace(-1, 1, N_BINS + 1), r["hist"].T, norm=norm, cmap=cmap)
-            ax.set_title(r["name"][-40:], fontsize=8)
+            ax.set_title(short(r["name"], 40), fontsize=8)
             ax.set_xlabel("layer fraction")
         for ax in axes.flat[len(results):]:
             ax.axis("off")
@@ -449,7 +459,7 @@ def plot_layer_means(results, path):
     with figure(path) as (fig, ax):
         for r in results:
             x, mu, sd = np.linspace(0, 1, r["n_hidden"]), np.array(r["layer_mean"]), np.array(r["layer_std"])
-            ax.plot(x, mu, marker=".", label=f"{r['name'][-40:]} (rho {r['spearman']:+.2f})")
+            ax.plot(x, mu, marker=".", label=f"{short(r['name'], 40)} (rho {r['spearman']:+.2f})")
             ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)  # +- one standard deviation across texts
         ax.set(xlabel="layer fraction", ylabel="mean cosine similarity",
                title="per-layer mean (band: +-1 sd over texts)")
@@ -469,7 +479,8 @@ def plot_against(results, key, label, title, path):
         if key == "n_params":
             ax.set_xscale("log")
             for xi, r in zip(x, rs):
-                ax.annotate(r["name"][-24:], (xi, r["spearman"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(short(r["name"], 24), (xi, r["spearman"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set(xlabel=label, ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05), title=title)
         ax.legend(fontsize=8)
@@ -482,7 +493,7 @@ def print_table(results, report, last_n):
     print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'tau [CI]':>22s} "
           f"{'last':>6s} {f'last{last_n}':>6s}")
     for r in sorted(results, key=lambda r: r["n_params"]):
-        print(f"{r['name'][-32:]:32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
+        print(f"{short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
               f"{r['n_hidden']:4d} {fmt(r, 'spearman'):>22s} {fmt(r, 'kendall'):>22s} {r['last_layer_mean']:6.3f} "
               f"{r['last_n_mean']:6.3f}")
     if report["size_trend"]:
