@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -50,6 +51,13 @@ def final_val_loss(run_dir):
         return [r for r in map(json.loads, f) if r["split"] == "eval"][-1]["val"]
 
 
+def train_seconds(run_dir):
+    """How long a run's training took, from the last line train.py printed into its train.txt."""
+    with open(os.path.join(run_dir, "train.txt")) as f:
+        found = re.search(r"done in (\d+) s", f.read())
+    return int(found.group(1)) if found else 0
+
+
 def mean_std(xs):
     return [statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0]
 
@@ -73,7 +81,8 @@ def table(groups, first="run"):
 
 
 def markdown(summary):
-    out = [f"# Laptop-scale results ({summary['scale']} scale, {summary['wall_seconds']} s)\n",
+    out = [f"# Laptop-scale results ({summary['scale']} scale: {summary['n_runs']} runs, "
+           f"{summary['train_seconds'] / 60:.0f} minutes of training in all)\n",
            "Each row: mean ± std over seeds. rho and tau: rank correlation of the per-layer mean token cosine "
            "with depth (higher = more condensation as depth grows); last-layer cos: mean token-token cosine "
            "of the last hidden state. Measured on held-out Austen chapters.\n"]
@@ -136,9 +145,12 @@ def main(argv=None):
     widths = [n // 12, n // 3, 4 * n // 3, 16 * n // 3]  # the paper's 64, 256, 1024, 4096 at n_embd 768
     t_start = time.time()
 
+    runs_used = set()
+
     def run(name, seed, *flags):
         """Train one run (later flags override the base ones) unless it is finished; -> its directory."""
         out = os.path.join(args.runs, name)
+        runs_used.add(out)
         cmd = [str(x) for x in ("--out_dir", out, "--seed", seed, *base, *flags)]
         max_iters = int(cmd[len(cmd) - 1 - cmd[::-1].index("--max_iters") + 1])
         done = os.path.isfile(os.path.join(out, "ckpt.pt")) and load_checkpoint(out)["iter_num"] == max_iters
@@ -210,8 +222,8 @@ def main(argv=None):
         rep = measure_runs("5_midtraining", runs)
         if rep:
             summary["5_midtraining"] = {"table": group(rep, name_of)}
-    summary["wall_seconds"] = round(time.time() - t_start)
     if not args.dry_run:
+        summary["n_runs"], summary["train_seconds"] = len(runs_used), sum(map(train_seconds, runs_used))
         with open(os.path.join(args.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         with open(os.path.join(args.out, "summary.md"), "w") as f:
