@@ -414,7 +414,9 @@ def main(argv=None):
         optimizer.zero_grad(set_to_none=True)
         iter_num += 1
         tokens_seen += tokens_per_step
-        if a.forget_every and iter_num % a.forget_every == 0:  # active forgetting: fresh token embeddings
+        # active forgetting: fresh token embeddings every K steps, but never on the last step, which would hand
+        # back a model whose embeddings are random
+        if a.forget_every and iter_num % a.forget_every == 0 and iter_num < a.max_iters:
             wte = raw_model.transformer.wte.weight
             with torch.no_grad():
                 torch.nn.init.normal_(wte, mean=0.0, std=0.02)

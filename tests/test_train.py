@@ -179,14 +179,18 @@ def test_embed_noise_only_in_training(tmp_path, char_data):
 
 
 def test_active_forgetting_resets_token_embeddings(tmp_path, char_data):
-    run(tmp_path / "a", char_data, "--max_iters", 4, "--eval_interval", 4, "--forget_every", 4)
-    run(tmp_path / "b", char_data, "--max_iters", 4, "--eval_interval", 4)
-    fa, fb = load_checkpoint(str(tmp_path / "a")), load_checkpoint(str(tmp_path / "b"))
+    flags = ("--max_iters", 4, "--eval_interval", 4, "--save_every", 2)
+    run(tmp_path / "a", char_data, *flags, "--forget_every", 2)  # resets after step 2; not after the last, 4
+    run(tmp_path / "b", char_data, *flags)
+    a2, b2 = (load_checkpoint(str(tmp_path / d / "ckpt_000002.pt")) for d in "ab")
     wte = "transformer.wte.weight"
-    assert not torch.equal(fa["model"][wte], fb["model"][wte])
-    assert fa["model"][wte].std().item() == pytest.approx(0.02, rel=0.1)
-    assert torch.equal(fa["model"]["transformer.h.0.mlp.c_fc.weight"], fb["model"]["transformer.h.0.mlp.c_fc.weight"])
-    assert len(fa["optimizer"]["state"]) == len(fb["optimizer"]["state"]) - 1  # its Adam moments are gone too
+    assert not torch.equal(a2["model"][wte], b2["model"][wte])
+    assert a2["model"][wte].std().item() == pytest.approx(0.02, rel=0.1)
+    assert torch.equal(a2["model"]["transformer.h.0.mlp.c_fc.weight"], b2["model"]["transformer.h.0.mlp.c_fc.weight"])
+    assert len(a2["optimizer"]["state"]) == len(b2["optimizer"]["state"]) - 1  # its Adam moments are gone too
+    a4, b4 = (load_checkpoint(str(tmp_path / d)) for d in "ab")
+    assert len(a4["optimizer"]["state"]) == len(b4["optimizer"]["state"])  # the final model was not reset
+    assert not torch.equal(a4["model"][wte], a2["model"][wte])
 
 
 def test_eval_datasets_logged(tmp_path, char_data):
