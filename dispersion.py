@@ -82,8 +82,9 @@ class _Angular(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         u, norm, cos, w, S = ctx.saved_tensors
-        g_cos = w * (1 - cos * cos).rsqrt() * (grad / (S * ctx.tau * math.pi))[:, None, None]
-        g_u = 2 * (g_cos @ u)  # cos = u u^T and g_cos is symmetric
+        scale = (2 * grad / (S * ctx.tau * math.pi))[:, None, None]  # the 2: cos = u u^T, g_cos is symmetric
+        g_cos = cos.square().neg_().add_(1).rsqrt_().mul_(w).mul_(scale)  # in place: one [N, T, T] buffer
+        g_u = g_cos @ u
         return (g_u - u * (u * g_u).sum(-1, keepdim=True)) / norm, None, None  # through u = z / |z|
 
 

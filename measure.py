@@ -19,11 +19,9 @@ train.py calls condensation_summary(model, idx) at each eval: rho, tau and the l
 """
 
 import argparse
-import contextlib
 import csv
 import inspect
 import json
-import math
 import os
 import re
 import shutil
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 import model as gpt
+import plots
 from data.prepare import BUNDLED_SOURCES, DataError, dataset_dir, load_meta, read_documents, source_documents
 from data.tokenizer import get_tokenizer
 
@@ -402,88 +401,7 @@ def write_outputs(results, report, folder):
     for name, rows in tables.items():
         with open(folder / name, "w", newline="") as f:
             csv.writer(f).writerows(rows)
-    plot_heatmaps(results, folder / "heatmaps.png")
-    plot_layer_means(results, folder / "layer_means.png")
-    if len({r["n_params"] for r in results}) > 1:
-        plot_against(results, "n_params", "parameters", "condensation against model size", folder / "size_trend.png")
-    for i, (run, rs) in enumerate(snapshot_runs(results).items()):
-        plot_against(rs, "tokens_seen", "training tokens", f"{run} over training", folder / f"training{i or ''}.png")
-
-
-@contextlib.contextmanager
-def figure(path, size=(6.4, 4), **kw):
-    """(fig, axes) to draw on in a with block, saved to path at its end."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(figsize=size, layout="constrained", **kw)
-    try:
-        yield fig, axes
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)  # pyplot would keep it alive
-
-
-def short(name, width):
-    """A model's name for a figure or table: a run directory by its own name, a snapshot as run/ckpt_NNNNNN."""
-    path = Path(name)
-    if path.suffix == ".pt":
-        name = f"{path.parent.name}/{path.stem}"
-    elif path.exists():
-        name = path.resolve().name
-    return name[-width:]
-
-
-def plot_heatmaps(results, path):
-    """The paper's figure: per model, x = layer fraction, y = cosine similarity, colour = the share of token pairs in
-    each of 128 bins of that layer's averaged cosine matrix; one (log) colour scale for all models."""
-    from matplotlib import colormaps, colors
-    cols = min(len(results), 6)
-    rows = math.ceil(len(results) / cols)
-    top = max(r["hist"].max() for r in results)
-    # the log scale masks empty bins, and they are painted in its lowest colour, as the shares below its floor
-    norm, cmap = colors.LogNorm(top * 1e-4, top), colormaps["viridis"].with_extremes(bad=colormaps["viridis"](0))
-    with figure(path, (3 * cols + 1.2, 2.8 * rows), nrows=rows, ncols=cols, squeeze=False, sharey=True) as (fig, axes):
-        for ax, r in zip(axes.flat, results):
-            x = np.linspace(0, 1, r["n_hidden"] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
-            mesh = ax.pcolormesh(x, np.linspace(-1, 1, N_BINS + 1), r["hist"].T, norm=norm, cmap=cmap)
-            ax.set_title(short(r["name"], 40), fontsize=8)
-            ax.set_xlabel("layer fraction")
-        for ax in axes.flat[len(results):]:
-            ax.axis("off")
-        axes[0, 0].set_ylabel("cosine similarity")
-        fig.colorbar(mesh, ax=axes, label="share of token pairs")
-
-
-def plot_layer_means(results, path):
-    with figure(path) as (fig, ax):
-        for r in results:
-            x, mu, sd = np.linspace(0, 1, r["n_hidden"]), np.array(r["layer_mean"]), np.array(r["layer_std"])
-            ax.plot(x, mu, marker=".", label=f"{short(r['name'], 40)} (rho {r['spearman']:+.2f})")
-            ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)  # +- one standard deviation across texts
-        ax.set(xlabel="layer fraction", ylabel="mean cosine similarity",
-               title="per-layer mean (band: +-1 sd over texts)")
-        ax.legend(fontsize=7)
-
-
-def plot_against(results, key, label, title, path):
-    """rho and tau against model size or training tokens, with their bootstrap confidence intervals."""
-    rs = sorted(results, key=lambda r: r[key])
-    x = np.array([r[key] for r in rs], dtype=float)
-    with figure(path) as (fig, ax):
-        for stat, marker in (("spearman", "o"), ("kendall", "s")):
-            y = np.array([r[stat] for r in rs])
-            err = np.abs(np.array([r.get(stat + "_ci") or [v, v] for r, v in zip(rs, y)]).T - y)
-            ax.errorbar(x, y, yerr=err, marker=marker, capsize=3, label=f"{stat} (bootstrap CI)",
-                        linestyle="-" if key == "tokens_seen" else "none")
-        if key == "n_params":
-            ax.set_xscale("log")
-            for xi, r in zip(x, rs):
-                ax.annotate(short(r["name"], 24), (xi, r["spearman"]), fontsize=6, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set(xlabel=label, ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05), title=title)
-        ax.legend(fontsize=8)
+    plots.draw_all(results, snapshot_runs(results), folder)
 
 
 def print_table(results, report, last_n):
@@ -493,7 +411,7 @@ def print_table(results, report, last_n):
     print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'tau [CI]':>22s} "
           f"{'last':>6s} {f'last{last_n}':>6s}")
     for r in sorted(results, key=lambda r: r["n_params"]):
-        print(f"{short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
+        print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
               f"{r['n_hidden']:4d} {fmt(r, 'spearman'):>22s} {fmt(r, 'kendall'):>22s} {r['last_layer_mean']:6.3f} "
               f"{r['last_n_mean']:6.3f}")
     if report["size_trend"]:

@@ -10,7 +10,7 @@ import json
 import math
 import mmap
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn

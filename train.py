@@ -23,7 +23,6 @@ import torch.nn.functional as F
 import dispersion
 import measure
 from data import prepare as dataprep
-from data.tokenizer import get_tokenizer
 from model import GPT, GPTConfig, load_checkpoint
 
 
@@ -113,7 +112,7 @@ def check_args(a):
     if a.learning_rate <= 0 or a.disp_tau <= 0 or a.kd_temperature <= 0 or a.disp_coeff < 0 or a.embed_noise < 0:
         fail("--learning_rate, --disp_tau and --kd_temperature must be positive; --disp_coeff, --embed_noise >= 0")
     if not 0 < a.disp_clamp < 1 or a.disp_lambda_norm < 0:
-        fail(f"--disp_clamp must be in (0, 1) and --disp_lambda_norm >= 0")
+        fail("--disp_clamp must be in (0, 1) and --disp_lambda_norm >= 0")
 
 
 def get_lr(it, a):

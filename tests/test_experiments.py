@@ -4,7 +4,6 @@ import json
 import os
 import sys
 
-import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
 import gpu_sweep  # noqa: E402

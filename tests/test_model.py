@@ -1,7 +1,5 @@
 """model.py against Hugging Face's GPT-2 (a test-only dependency) and the invariants the rest relies on."""
 
-import json
-import os
 
 import pytest
 import torch
