@@ -228,3 +228,11 @@ def test_ddp_two_processes_follow_one(tmp_path, char_data):
     assert all(abs(one[i] - two[i]) < 1e-5 for i in one)
     a, b = load_checkpoint(str(tmp_path / "one"))["model"], load_checkpoint(str(tmp_path / "two"))["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_readme_documents_every_flag():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    flags = [s for action in train.build_parser()._actions for s in action.option_strings if s.startswith("--")]
+    missing = [f for f in flags if f not in readme and f != "--help"]
+    assert not missing, f"README's flag table lacks {missing}"
