@@ -30,8 +30,10 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="austen_char", help="prepared folder data/<name> (bundled ones prepare themselves)")
-    g.add_argument("--eval_datasets", default="", help="comma list of more prepared datasets whose val split is evaluated")
+    g.add_argument("--dataset", default="austen_char",
+                   help="prepared folder data/<name> (bundled ones prepare themselves)")
+    g.add_argument("--eval_datasets", default="",
+                   help="comma list of more prepared datasets whose val split is evaluated")
     g = p.add_argument_group("model (ignored when resuming or starting from GPT-2 weights)")
     g.add_argument("--n_layer", type=int, default=6, help="transformer blocks")
     g.add_argument("--n_head", type=int, default=4, help="attention heads per block (must divide n_embd)")
@@ -288,7 +290,8 @@ def main(argv=None):
     if a.compile:
         model = torch.compile(model)
     if ddp:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     autocast = torch.autocast(device.type, dtype=ptdtype) if ptdtype != torch.float32 else nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=ptdtype == torch.float16)
     if a.embed_noise > 0:  # NEFTune: noise on the input embeddings, in training only
@@ -339,8 +342,8 @@ def main(argv=None):
                 with torch.no_grad():
                     t_logits = teacher(x)[0]
                 V, T = meta["vocab_size"], a.kd_temperature  # only real tokens: the padded rows differ in size
-                kl = F.kl_div(F.log_softmax(logits[..., :V].float() / T, -1), F.log_softmax(t_logits[..., :V].float() / T, -1),
-                              log_target=True, reduction="batchmean") / x.size(1)  # mean over tokens
+                student, target = (F.log_softmax(z[..., :V].float() / T, -1) for z in (logits, t_logits))
+                kl = F.kl_div(student, target, log_target=True, reduction="batchmean") / x.size(1)  # per token
                 loss, parts["kd"] = (1 - a.kd_alpha) * loss + a.kd_alpha * T * T * kl, kl.detach()
         return loss, parts
 
@@ -350,9 +353,11 @@ def main(argv=None):
         out = {}
         for split, d in [("train", train_data)] + list(val_sets.items()):
             # the same batches at every eval (key (1, split, k)), so successive estimates differ by the model only
-            losses = [raw_model(*get_batch(d, a, (1, len(out), k), device))[1].item() for k in range(a.eval_iters)]
+            with autocast:
+                losses = [raw_model(*get_batch(d, a, (1, len(out), k), device))[1].item() for k in range(a.eval_iters)]
             out[split] = float(np.mean(losses))
-        out.update(measure.condensation_summary(raw_model, cond_idx.to(device)))
+        with autocast:
+            out.update(measure.condensation_summary(raw_model, cond_idx.to(device)))
         raw_model.train()
         return out
 

@@ -88,14 +88,17 @@ def markdown(summary):
            "of the last hidden state. Measured on held-out Austen chapters.\n"]
     if "1_width" in summary:
         s = summary["1_width"]
-        out += ["## 1. MLP width (n_inner), all else fixed\n", table(s["table"], "n_inner"), trend_line(s["size_trend"])]
+        out += ["## 1. MLP width (n_inner), all else fixed\n", table(s["table"], "n_inner"),
+                trend_line(s["size_trend"])]
     if "2_training" in summary:
         out += ["## 2. Through training (snapshots of the plain runs)\n",
-                "| run | rho at step 0 | rho at the end | last-layer cos at step 0 | at the end | trend of rho with tokens |",
+                "| run | rho at step 0 | rho at the end | last-layer cos at step 0 | at the end "
+                "| trend of rho with tokens |",
                 "|---|---|---|---|---|---|"]
         for r in summary["2_training"]:
             t = r["trend"]
-            out.append(f"| {r['run']} | {r['rho'][0]:.3f} | {r['rho'][-1]:.3f} | {r['cos'][0]:.3f} | {r['cos'][-1]:.3f} | "
+            out.append(f"| {r['run']} | {r['rho'][0]:.3f} | {r['rho'][-1]:.3f} | {r['cos'][0]:.3f} "
+                       f"| {r['cos'][-1]:.3f} | "
                        + (f"Spearman {num(t['spearman'])} (p {num(t['spearman_p'], '.2g')})" if t else "-") + " |")
         out.append("")
     if "3_distillation" in summary:
@@ -191,18 +194,18 @@ def main(argv=None):
     if 2 in only:
         rep = measure_runs("2_training", [variant_run("none", s) for s in seeds], "--snapshots", "--n_boot", 0)
         if rep:
-            by_run = {}
-            for m in rep["models"]:
+            by_run = {}  # snapshots grouped by run, each run's in order of tokens seen (a stable sort keeps runs' order)
+            for m in sorted(rep["models"], key=lambda m: m["tokens_seen"]):
                 by_run.setdefault(os.path.dirname(m["name"]), []).append(m)
             summary["2_training"] = [{"run": os.path.basename(d), "trend": rep["runs"].get(d),
                                       "tokens": [m["tokens_seen"] for m in ms], "rho": [m["spearman"] for m in ms],
-                                      "cos": [m["last_layer_mean"] for m in ms]}
-                                     for d, ms in ((d, sorted(ms, key=lambda m: m["tokens_seen"])) for d, ms in by_run.items())]
+                                      "cos": [m["last_layer_mean"] for m in ms]} for d, ms in by_run.items()]
     if 3 in only:
         runs = []
         for s in seeds:
             teacher = width_run(widths[-1], s)
-            runs += [width_run(widths[0], s), run(f"kd{widths[0]}_seed{s}", s, "--n_inner", widths[0], "--teacher", teacher)]
+            runs += [width_run(widths[0], s),
+                     run(f"kd{widths[0]}_seed{s}", s, "--n_inner", widths[0], "--teacher", teacher)]
         rep = measure_runs("3_distillation", runs, "--paired")
         if rep:
             summary["3_distillation"] = {"pairs": rep["pairs"], "table": group(
