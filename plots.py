@@ -71,11 +71,17 @@ def plot_heatmaps(results, path):
 
 
 def plot_layer_means(results, path):
+    """Every model's per-layer mean cosine; beyond 12 models (a run's snapshots, say) they are coloured in order
+    along one colour map and only the first and the last are named, so the legend never buries the plot."""
+    from matplotlib import colormaps
+    many = len(results) > 12
     with figure(path) as (fig, ax):
-        for r in results:
+        for i, r in enumerate(results):
             x, mu, sd = np.linspace(0, 1, r["n_hidden"]), np.array(r["layer_mean"]), np.array(r["layer_std"])
-            ax.plot(x, mu, marker=".", label=f"{short(r['name'], 40)} (rho {r['spearman']:+.2f})")
-            ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)  # +- one standard deviation across texts
+            named = not many or i in (0, len(results) - 1)
+            ax.plot(x, mu, marker=".", color=colormaps["viridis"](i / (len(results) - 1)) if many else None,
+                    label=f"{short(r['name'], 40)} (rho {r['spearman']:+.2f})" if named else None)
+            ax.fill_between(x, mu - sd, mu + sd, alpha=0.05 if many else 0.15)  # +- 1 sd across texts
         ax.set(xlabel="layer fraction", ylabel="mean cosine similarity",
                title="per-layer mean (band: +-1 sd over texts)")
         ax.legend(fontsize=7)

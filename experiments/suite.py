@@ -226,8 +226,16 @@ def main(argv=None):
         if rep:
             summary["5_midtraining"] = {"table": group(rep, name_of)}
     if not args.dry_run:
+        path = os.path.join(args.out, "summary.json")
+        if os.path.isfile(path):  # with --only, the other experiments' results of the same scale stay
+            with open(path) as f:
+                old = json.load(f)
+            if old["scale"] == summary["scale"]:
+                runs_used.update(old["runs"])
+                summary = old | summary
+        summary["runs"] = sorted(runs_used)
         summary["n_runs"], summary["train_seconds"] = len(runs_used), sum(map(train_seconds, runs_used))
-        with open(os.path.join(args.out, "summary.json"), "w") as f:
+        with open(path, "w") as f:
             json.dump(summary, f, indent=1)
         with open(os.path.join(args.out, "summary.md"), "w") as f:
             f.write(markdown(summary))

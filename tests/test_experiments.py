@@ -33,6 +33,8 @@ def test_quick_suite_runs_every_experiment(tmp_path, capsys):
     suite.main(args + ["--only", "4"])
     lines = [l for l in capsys.readouterr().out.splitlines() if "train.py" in l]
     assert len(lines) == 7 and all(l.startswith("# already done") for l in lines)
+    again = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert again["1_width"] == summary["1_width"] and again["n_runs"] == summary["n_runs"]  # --only kept the rest
 
 
 def test_gpu_sweep_sizes_match_the_paper():
