@@ -38,7 +38,8 @@ from scipy import stats
 
 import model as gpt
 import plots
-from data.prepare import BUNDLED_SOURCES, DataError, dataset_dir, load_meta, read_documents, source_documents
+from data.prepare import (BUNDLED_SOURCES, DataError, dataset_dir, load_meta, load_split, read_documents,
+                          source_documents)
 from data.tokenizer import get_tokenizer
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -161,8 +162,7 @@ def load_documents(data, field="text"):
     if not (dataset_dir(data) / "meta.json").exists():
         raise MeasureError(f"unknown data source {data!r}: not a .txt/.jsonl file, a bundled source "
                            f"({', '.join(BUNDLED_SOURCES)}) or a prepared dataset under data/ (python data/prepare.py)")
-    meta = load_meta(data)  # clear errors for a half-prepared dataset
-    tokens = np.memmap(dataset_dir(data) / "val.bin", dtype=np.uint16, mode="r")
+    meta, tokens = load_meta(data), load_split(data, "val")  # clear errors for a half-prepared dataset
     _, decode = get_tokenizer(meta["tokenizer"])
     if meta["eot"] is None:  # char data: documents were joined by blank lines, like paragraphs
         return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", decode(tokens)) if p.strip()], f"{data} (val)"
@@ -258,7 +258,7 @@ def open_checkpoint(path, name):
     try:  # weights that do not fit model_args are caught now on a meta-device model, which costs no memory
         with torch.device("meta"):
             ref = gpt.GPT(gpt.GPTConfig(**ckpt["model_args"])).state_dict()
-        sd = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
+        sd = gpt.plain_state_dict(ckpt["model"])
         bad = [k for k in ref if k not in sd or tuple(sd[k].shape) != tuple(ref[k].shape)] + sorted(set(sd) - set(ref))
     except (TypeError, ValueError, AttributeError) as e:
         raise MeasureError(f"{path} is not a nanodisperse checkpoint ({e})") from None

@@ -30,7 +30,7 @@ class GPTConfig:
 
     def __post_init__(self):
         if self.n_embd % self.n_head != 0:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -182,9 +182,7 @@ class GPT(nn.Module):
         if not isinstance(ckpt, dict):
             ckpt = load_checkpoint(ckpt, map_location)
         model = cls(GPTConfig(**ckpt["model_args"]))
-        # tolerate state dicts saved from a compiled or DDP-wrapped model by someone else's script
-        sd = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
-        model.load_state_dict(sd)
+        model.load_state_dict(plain_state_dict(ckpt["model"]))
         return model
 
     @classmethod
@@ -219,6 +217,11 @@ class GPT(nn.Module):
                 w = hf_sd[k].float()
                 v.copy_(w.t() if k.endswith(conv1d) else w)
         return model
+
+
+def plain_state_dict(sd):
+    """Tolerate state dicts saved from a compiled or DDP-wrapped model by someone else's script."""
+    return {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in sd.items()}
 
 
 def load_checkpoint(path, map_location="cpu", mmap=False):

@@ -97,20 +97,19 @@ def fail(msg):
 
 def check_args(a):
     """Everything that can be checked before loading anything, so bad input fails at once."""
-    positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps",
-                "eval_interval", "eval_iters", "log_interval")
-    for name in positive:
+    try:  # the model flags, by the model's own rules
+        GPTConfig(block_size=a.block_size, n_layer=a.n_layer, n_head=a.n_head, n_embd=a.n_embd, n_inner=a.n_inner,
+                  dropout=a.dropout, bias=a.bias)
+    except ValueError as e:
+        fail(f"model flags: {e}")
+    for name in ("batch_size", "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval"):
         if getattr(a, name) < 1:
             fail(f"--{name} must be at least 1, got {getattr(a, name)}")
     for name in ("max_iters", "warmup_iters", "save_every", "forget_every", "cond_texts", "disp_max_tokens"):
         if getattr(a, name) < 0:
             fail(f"--{name} must not be negative, got {getattr(a, name)}")
-    if a.n_embd % a.n_head:
-        fail(f"--n_embd {a.n_embd} is not divisible by --n_head {a.n_head}")
-    if a.n_inner is not None and a.n_inner < 1:
-        fail(f"--n_inner must be at least 1, got {a.n_inner}")
-    if not 0 <= a.dropout < 1 or not 0 <= a.kd_alpha <= 1:
-        fail("--dropout must be in [0, 1) and --kd_alpha in [0, 1]")
+    if not 0 <= a.kd_alpha <= 1:
+        fail("--kd_alpha must be in [0, 1]")
     if a.learning_rate <= 0 or a.disp_tau <= 0 or a.kd_temperature <= 0 or a.disp_coeff < 0 or a.embed_noise < 0:
         fail("--learning_rate, --disp_tau and --kd_temperature must be positive; --disp_coeff, --embed_noise >= 0")
     if not 0 < a.disp_clamp < 1 or a.disp_lambda_norm < 0:
