@@ -493,7 +493,7 @@ def tasks_for_training(names, n_items, tokenizer, block_size, task_dir=taskdata.
 
 
 def score_in_training(net, built_tasks, device, batch_size=16):
-    """{"bench_<task>": acc, "bench_<task>_norm": acc_norm where it applies} of our (uncompiled) GPT."""
+    """{"bench_<task>": acc, "bench_<task>_acc_norm": acc_norm where it applies} of our (uncompiled) GPT."""
     was_training = net.training
     net.eval()
     try:
@@ -504,7 +504,7 @@ def score_in_training(net, built_tasks, device, batch_size=16):
             name = built["task"]["name"]
             out[f"bench_{name}"] = metrics["acc"]
             if "acc_norm" in metrics:
-                out[f"bench_{name}_norm"] = metrics["acc_norm"]
+                out[f"bench_{name}_acc_norm"] = metrics["acc_norm"]
     finally:
         net.train(was_training)
     return out
@@ -621,15 +621,19 @@ def print_table(report):
 
 # ------------------------------------------------------------------------------------------------ speed
 
-def bench(device, n_items=100, batch_size=16, seed=0):
-    """items/s of a random-weight GPT-2-124M-shaped model on HellaSwag-shaped items cut from the bundled Austen
-    text (a context of about 190 characters, four endings of about 110: HellaSwag's averages)."""
+def bench_items(n_items=100, seed=0):
+    """HellaSwag-shaped items cut from the bundled Austen text: a context of 190 characters and four endings of 110
+    (HellaSwag's averages), for timing; `gold` is arbitrary."""
     from data.prepare import source_documents
     text = " ".join(" ".join(source_documents("austen")).split())
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, len(text) - 1000, n_items)
-    items = [{"context": text[s:s + 190].strip(), "choices": [text[s + 190 + 110 * j:s + 300 + 110 * j].strip()
-                                                             for j in range(4)], "gold": 0} for s in starts]
+    starts = np.random.default_rng(seed).integers(0, len(text) - 1000, n_items)
+    return [{"context": text[s:s + 190].strip(), "choices": [text[s + 190 + 110 * j:s + 300 + 110 * j].strip()
+                                                            for j in range(4)], "gold": 0} for s in starts]
+
+
+def bench(device, n_items=100, batch_size=16, seed=0):
+    """items/s of a random-weight GPT-2-124M-shaped model on bench_items(), after a warm-up."""
+    items = bench_items(n_items, seed)
     task = {"name": "bench", "items": items, "examples": None, "settings": taskdata.settings("bench")}
     torch.manual_seed(seed)
     loaded = load.ours(gpt.GPT(gpt.GPTConfig(vocab_size=50257)), device, torch.float32)

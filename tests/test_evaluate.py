@@ -16,7 +16,7 @@ import evaluate as ev
 import load
 import model
 from data import tasks as taskdata
-from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer
+from data.tokenizer import GPT2_RANKS_FILE, get_tokenizer
 
 CHARS = "\n !',.:?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -274,7 +274,8 @@ def test_task_formatting_follows_lm_evaluation_harness():
                                 "answerKey": " A"})["gold"] == 0
     mm = taskdata.mmlu({"question": " What? ", "choices": ["1", "2", "3", "4"], "answer": 2}, "high_school_physics")
     assert mm["context"] == "What?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:" and mm["choices"] == ["A", "B", "C", "D"]
-    assert mm["description"] == "The following are multiple choice questions (with answers) about high school physics.\n\n"
+    assert mm["description"] == ("The following are multiple choice questions (with answers) about "
+                                 "high school physics.\n\n")
     assert taskdata.anli({"premise": "P.", "hypothesis": "H.", "label": 2})["context"] == \
         "P.\nQuestion: H. True, False, or Neither?\nAnswer:"
     med = taskdata.medmcqa({"question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 3})
@@ -376,6 +377,6 @@ def test_training_subset(tmp_path):
     net = tiny_gpt()
     built = ev.tasks_for_training([task], 3, {"name": "char", "chars": CHARS}, 64)
     got = ev.score_in_training(net.train(), built, "cpu")
-    assert net.training and set(got) == {"bench_mine", "bench_mine_norm"} and len(built[0]["keep"]) == 3
+    assert net.training and set(got) == {"bench_mine", "bench_mine_acc_norm"} and len(built[0]["keep"]) == 3
     m = load.open_model(write_checkpoint(tmp_path / "c.pt"))[0]
     assert ev.build_requests(ev.open_task(task), m, limit=3)["reqs"] == built[0]["reqs"]
