@@ -403,7 +403,7 @@ def pooled_stderr(values, groups):
 def perplexity_stderr(lls, iters=BOOTSTRAP_ITERS):
     """lm-evaluation-harness's bootstrap standard error of exp(-mean log-likelihood), draw for draw: chunks of 1000
     resamples, chunk i from random.Random(i) (its Mersenne Twister state, read into numpy for speed: the same
-    numbers as random.choices), the sample std of all resamples. None for iters < 1000."""
+    numbers as random.choices), the sample std of all resamples; None for iters = 0."""
     lls = np.asarray(lls, dtype=float)
     n, chunk, stats = len(lls), min(1000, iters), []
     for i in range(iters // chunk if chunk else 0):

@@ -69,7 +69,9 @@ def test_choice_metrics_against_the_bigram_model():
     _, logp = bigram_run()
     items = [{"context": "The cat sat on the", "choices": ["mat.", "dog, who ran off.", "hat"], "gold": 0},
              {"context": "Question: Where?\nAnswer:", "choices": ["Here", "Over there by the door", "No"], "gold": 1},
-             {"context": "It was", "choices": ["a", "b", "c", "d"], "gold": 3, "delimiter": ": "}]
+             {"context": "It was", "choices": ["a", "b", "c", "d"], "gold": 3, "delimiter": ": "},
+             # one-token choices after one context: a single row of the batch serves all four
+             {"context": "It was", "choices": ["a", "b", "c", "d"], "gold": 2, "delimiter": ""}]
     metrics, records = score(items)
     for x, r in zip(items, records):
         d = x.get("delimiter", " ")
@@ -380,3 +382,29 @@ def test_training_subset(tmp_path):
     assert net.training and set(got) == {"bench_mine", "bench_mine_acc_norm"} and len(built[0]["keep"]) == 3
     m = load.open_model(write_checkpoint(tmp_path / "c.pt"))[0]
     assert ev.build_requests(ev.open_task(task), m, limit=3)["reqs"] == built[0]["reqs"]
+
+
+def test_prepare_writes_both_files_through_the_formatters(tmp_path, monkeypatch):
+    rows = {("cais/mmlu", s, split): [{"question": f"{s} {split}?", "choices": list("wxyz"), "answer": 1}]
+            for s in taskdata.MMLU_SUBJECTS[:2] for split in ("test", "dev")}
+    monkeypatch.setattr(taskdata, "MMLU_SUBJECTS", taskdata.MMLU_SUBJECTS[:2])
+    monkeypatch.setitem(taskdata.TASKS, "mmlu", ("cais/mmlu", taskdata.MMLU_SUBJECTS[:2], *taskdata.TASKS["mmlu"][2:]))
+    monkeypatch.setattr(taskdata, "_load_rows", lambda repo, config, split: rows[(repo, config, split)])
+    assert taskdata.prepare_task("mmlu", tmp_path, verbose=False) == 2
+    task = ev.open_task("mmlu", tmp_path)
+    assert [x["group"] for x in task["items"]] == ["abstract_algebra", "anatomy"]
+    assert task["examples"][1]["context"].startswith("anatomy dev?\nA. w") and task["settings"]["sampler"] == "first_n"
+    (prefix,) = ev.fewshot_prefixes(task, [1], 1)
+    assert prefix == task["items"][1]["description"] + "anatomy dev?\nA. w\nB. x\nC. y\nD. z\nAnswer: B\n\n"
+
+
+def test_prepare_without_datasets_is_one_line(monkeypatch):
+    import builtins
+    from data import prepare
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **kw: (_ for _ in ()).throw(ImportError(name))
+                        if name == "datasets" else real_import(name, *a, **kw))
+    with pytest.raises(SystemExit) as e:
+        prepare.main(["hellaswag"])
+    assert str(e.value.code) == ("error: preparing benchmark tasks needs the Hugging Face `datasets` package and "
+                                 "network access: pip install datasets")
