@@ -305,19 +305,20 @@ def build_requests(task, m, num_fewshot=None, limit=None):
 
 # ------------------------------------------------------------------------------------------------ the model
 
-def position_logprobs(loaded):
-    """run(idx [B, T], rows [P], cols [P]) -> log-probabilities [P, V] (float32) of the next token at those
-    positions. Softmax over every output row, as lm-evaluation-harness does for any model (for GPT-2 these are its
-    50257 tokens; a padded vocabulary's unused rows keep the tiny probability training left them)."""
+def position_logits(loaded):
+    """run(idx [B, T], rows [P], cols [P]) -> the model's logits [P, V] (float32) for the next token at those
+    positions. The log-softmax over them (loglikelihoods) runs over every output row, as lm-evaluation-harness does
+    for any model: for GPT-2 these are its 50257 tokens; a padded vocabulary's unused rows keep the tiny
+    probability training left them."""
     net = loaded["net"]
     if isinstance(net, gpt.GPT):
         def run(idx, rows, cols):
             # only the positions that are scored go through the output layer, the costliest matmul for short items
             h = net(idx, return_hidden=True, head=False)[2][-1]
-            return F.log_softmax(net.lm_head(h[rows, cols]).float(), dim=-1)
+            return net.lm_head(h[rows, cols]).float()
     else:
         def run(idx, rows, cols):
-            return F.log_softmax(loaded["logits"](idx)[rows, cols].float(), dim=-1)
+            return loaded["logits"](idx)[rows, cols].float()
     return run
 
 
@@ -347,10 +348,11 @@ def loglikelihoods(run, reqs, max_len, batch_size=16, device="cpu", show=False):
                 cols += range(len(s) - n, len(s))  # position t predicts token t + 1: the continuation's n tokens
                 targets += reqs[i][1]
                 owners.append((i, n))
-        logp = run(idx.to(device), torch.tensor(rows, device=device), torch.tensor(cols, device=device))
+        logits = run(idx.to(device), torch.tensor(rows, device=device), torch.tensor(cols, device=device))
         targets = torch.tensor(targets, device=device)
+        logp = F.log_softmax(logits, dim=-1)  # over every output row, in float32
         token_lp = logp.gather(1, targets[:, None])[:, 0].cpu()
-        greedy = (logp.argmax(1) == targets).cpu()
+        greedy = (logits.argmax(1) == targets).cpu()
         at = 0
         for i, n in owners:
             out[i] = (float(token_lp[at:at + n].sum()), bool(greedy[at:at + n].all()))
@@ -497,7 +499,7 @@ def score_in_training(net, built_tasks, device, batch_size=16):
     was_training = net.training
     net.eval()
     try:
-        run = position_logprobs({"net": net})
+        run = position_logits({"net": net})
         out = {}
         for built in built_tasks:
             metrics, _ = score_task(run, built, net.config.block_size, batch_size, device, bootstrap_iters=0)
@@ -541,7 +543,7 @@ def evaluate_all(args):
     for m in models:
         t0 = time.perf_counter()
         loaded = m["load"](args.device, DTYPES[args.dtype])
-        run = position_logprobs(loaded)
+        run = position_logits(loaded)
         entry = {"name": m["name"], "kind": m["kind"], "n_params": loaded["n_params"],
                  "tokens_seen": m.get("tokens_seen"), "tasks": {}}
         for b in built[m["name"]]:
@@ -640,7 +642,7 @@ def bench(device, n_items=100, batch_size=16, seed=0):
     m = dict(name="GPT-2-124M shape", encode=get_tokenizer({"name": "gpt2"})[0], bos=None, eot=50256, max_len=1024,
              vocab=50257)
     built = build_requests(task, m)
-    run = position_logprobs(loaded)
+    run = position_logits(loaded)
     loglikelihoods(run, built["reqs"][:8], 1024, batch_size, device)  # warm-up
     t0 = time.perf_counter()
     score_task(run, built, 1024, batch_size, device)

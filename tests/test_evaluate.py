@@ -29,11 +29,10 @@ def char_model(max_len=None, vocab=None):
 
 
 def bigram_run(seed=0):
-    """A bigram model: the next token's log-probabilities depend on the current token alone, through a fixed random
-    table; -> (run for evaluate.loglikelihoods, the table of log-probabilities as numpy)."""
+    """A bigram model: the next token's logits depend on the current token alone, through a fixed random table;
+    -> (run for evaluate.loglikelihoods, the table of log-probabilities as numpy)."""
     table = torch.randn(len(CHARS), len(CHARS), generator=torch.Generator().manual_seed(seed)) * 3
-    logp = F.log_softmax(table, -1)
-    return (lambda idx, rows, cols: logp[idx[rows, cols]]), logp.numpy().astype(np.float64)
+    return (lambda idx, rows, cols: table[idx[rows, cols]]), F.log_softmax(table.double(), -1).numpy()
 
 
 def direct_ll(logp, context, continuation):
@@ -164,7 +163,7 @@ def test_empty_context_becomes_one_token(gpt2):
 
 def test_long_inputs_are_cut_from_the_left_keeping_the_continuation():
     net = tiny_gpt()
-    run = ev.position_logprobs({"net": net})
+    run = ev.position_logits({"net": net})
     ctx, cont = list(range(3, 30)), [5, 9, 11]
     (ll, greedy), = ev.loglikelihoods(run, [(ctx, cont)], max_len=10)
     window = (ctx + cont)[-11:]  # the model sees the last 10 tokens of the input; the continuation is inside them
@@ -184,7 +183,7 @@ def test_batch_size_does_not_change_any_loglikelihood():
     text = lambda n: " ".join(rng.choice(words, n))
     items = [{"context": text(rng.integers(1, 12)), "choices": [text(rng.integers(1, 6)) for _ in range(3)],
               "gold": 0} for _ in range(12)]
-    run = ev.position_logprobs({"net": tiny_gpt()})
+    run = ev.position_logits({"net": tiny_gpt()})
     one = score(items, char_model(64), run, batch_size=1)[1]
     sixteen = score(items, char_model(64), run, batch_size=16)[1]
     assert np.abs(np.array([r["loglikelihoods"] for r in one]) -
