@@ -479,7 +479,8 @@ def paired_bootstrap(a, b, n_boot, seed, ci=0.95):
 
 def summarize_diff(diff, boot, ci):
     lo, hi = np.percentile(boot, [50 * (1 - ci), 50 * (1 + ci)])
-    p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+    # no smaller than 1 / resamples, the resolution of a bootstrap p-value (0 would claim certainty)
+    p = min(1.0, max(2 * min(np.mean(boot <= 0), np.mean(boot >= 0)), 1 / len(boot)))
     return {"diff": float(diff), "ci": [float(lo), float(hi)], "p": float(p)}
 
 
