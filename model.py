@@ -226,13 +226,17 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
         path = os.path.join(path, "ckpt.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            raise ValueError(f"{path} is not a readable checkpoint: it is not the zip archive torch.save writes")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError:  # torch.load refused to unpickle it; that refusal is what keeps a stranger's code out
-        raise ValueError(f"{path} is not a checkpoint of tensors and plain types, as train.py writes; "
-                         "files that would run code when loaded are not read") from None
+    except pickle.UnpicklingError:  # torch.load refused to unpickle it: the refusal keeps a stranger's code out
+        raise ValueError(f"{path} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
+                         "types, which are not loaded (they could run code)") from None
     except RuntimeError as e:  # what PyTorch's zip reader says of a file cut short or damaged
-        raise ValueError(f"{path} is corrupt or incomplete ({str(e).strip().split('. ')[0]})") from None
+        reason = str(e).strip().split(". ")[0]
+        raise ValueError(f"{path} is not a readable checkpoint: it is corrupt or incomplete ({reason})") from None
     except Exception as e:
         raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:

@@ -3,6 +3,7 @@ Train a GPT-2 (from scratch, from a checkpoint, or from GPT-2's weights) with an
 
     python train.py                                      # the bundled Austen corpus, a small char-level model, CPU
     python train.py --disp angular --disp_coeff 0.1      # the same with the paper's dispersion loss
+    python train.py --init_from resume --out_dir out     # continue a stopped run (Ctrl-C stops with a checkpoint)
     torchrun --standalone --nproc_per_node 8 train.py --dataset fineweb_edu ...   # several GPUs with DDP
 
 Every default lives in build_parser(); `python train.py --help` explains each flag.
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 import dispersion
 import measure
 from data import prepare as dataprep
+from load import load_gpt, open_model
 from model import GPT, GPTConfig, load_checkpoint
 
 try:
@@ -78,7 +80,8 @@ def build_parser():
                    help="l2_repel: weight of the mean(z^2) term that keeps repulsion from inflating the states")
     g = p.add_argument_group("distillation and baselines against condensation")
     g.add_argument("--teacher", default=None, help="checkpoint, run dir, GPT-2 name or dir to distil from")
-    g.add_argument("--kd_alpha", type=float, default=0.5, help="a, the KL's share of the loss (total_loss() has the formula)")
+    g.add_argument("--kd_alpha", type=float, default=0.5,
+                   help="a, the KL's share of the loss (total_loss() has the formula)")
     g.add_argument("--kd_temperature", type=float, default=2.0, help="T, softening both distributions")
     g.add_argument("--embed_noise", type=float, default=0.0, help="NEFTune alpha: uniform noise of scale "
                    "alpha / sqrt(T * C) on the input embeddings while training")
@@ -99,7 +102,8 @@ def build_parser():
     g.add_argument("--cond_texts", type=int, default=8,
                    help="fixed val windows for the in-training condensation estimate (cond_* in log.jsonl)")
     g.add_argument("--log_interval", type=int, default=10, help="print and log a line every N steps")
-    g.add_argument("--save_every", type=int, default=0, help="also keep out_dir/ckpt_<iter>.pt every N steps, from 0")
+    g.add_argument("--save_every", type=int, default=0,
+                   help="also keep out_dir/ckpt_<iter>.pt (weights, for measure.py) every N steps, from 0")
     g.add_argument("--bench", action="store_true", help="time --max_iters steps (no eval, no checkpoint) and exit")
     g.add_argument("--overwrite", action="store_true",
                    help="start a new run in an out_dir that holds one, deleting its checkpoints, log and config")
@@ -173,6 +177,7 @@ def resume_checkpoint(a, given):
     path = os.path.join(a.out_dir, "ckpt.pt")
     try:
         ckpt = load_checkpoint(path)
+        open_model(path)  # checks, without building the model, that its weights fit its model_args
     except (FileNotFoundError, ValueError) as e:
         fail(f"cannot resume: {e}")
     saved, shape = ckpt.get("config", {}), ckpt["model_args"]
@@ -388,29 +393,10 @@ def load_data(a, env):
     return SimpleNamespace(meta=meta, train=train_data, val_sets=val_sets)
 
 
-def weights_problem(e):
-    """The first problem of load_state_dict's many-line complaint, e.g. 'size mismatch for transformer.wte.weight'
-    or 'Missing key(s) in state_dict: "lm_head.weight" and more'."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-    problem = (lines[1] if len(lines) > 1 else lines[0]).split(": copying")[0]
-    head, _, keys = problem.partition("state_dict: ")
-    if keys:
-        first, _, rest = keys.partition(", ")
-        problem = f"{head}state_dict: {first.rstrip('.')}" + (" and more" if rest else "")
-    return problem
-
-
 def load_weights(spec, dropout=0.0):
-    """A trained model to start from or distil from: one of our checkpoints (a file or a run directory), or GPT-2
-    weights (a name or a directory). -> (model, its tokenizer spec)."""
-    if os.path.isfile(spec) or os.path.isfile(os.path.join(spec, "ckpt.pt")):
-        ckpt = load_checkpoint(spec)
-        ckpt["model_args"]["dropout"] = dropout
-        try:
-            return GPT.from_checkpoint(ckpt), ckpt.get("tokenizer")
-        except RuntimeError as e:
-            raise ValueError(f"{spec}: its weights do not fit its model_args ({weights_problem(e)})") from None
-    return GPT.from_pretrained(spec, dropout=dropout), {"name": "gpt2"}
+    """A trained model to start from or distil from (load.py: our checkpoints, run directories or GPT-2 weights).
+    -> (model, its tokenizer spec)."""
+    return load_gpt(spec, dropout)
 
 
 def build_model(a, env, data, ckpt):
@@ -421,11 +407,9 @@ def build_model(a, env, data, ckpt):
     if ckpt is not None:
         args = dict(ckpt["model_args"], dropout=a.dropout)  # only dropout may differ, and only with --allow_changes
         if ckpt.get("tokenizer") != data.meta["tokenizer"]:  # even with --allow_changes: the embeddings are its
-            fail(f"cannot resume on --dataset {a.dataset}: its tokenizer is not the one the checkpoint was trained with")
-        try:
-            net = GPT.from_checkpoint(dict(ckpt, model_args=args))
-        except (ValueError, TypeError, RuntimeError) as e:
-            fail(f"cannot resume: {a.out_dir}/ckpt.pt: its weights do not fit its model_args ({weights_problem(e)})")
+            fail(f"cannot resume on --dataset {a.dataset}: its tokenizer is not the one the checkpoint was "
+                 "trained with")
+        net = GPT.from_checkpoint(dict(ckpt, model_args=args))
     elif a.init_from == "scratch":
         vocab = 64 * math.ceil(data.meta["vocab_size"] / 64)  # padded to a multiple of 64 for faster matmuls
         args = dict(block_size=a.block_size, vocab_size=vocab, n_layer=a.n_layer, n_head=a.n_head, n_embd=a.n_embd,
@@ -616,7 +600,8 @@ def evaluate(run):
 def eval_line(iter_num, ev, n_windows):
     losses = ", ".join(f"{k} {v:.4f}" for k, v in ev.items() if not k.startswith("cond_"))
     cond = ", ".join(f"{k} {v:.4f}" for k, v in ev.items() if k.startswith("cond_"))
-    return f"eval {iter_num}: {losses}" + (f"; condensation estimate on {n_windows} val windows: {cond}" if cond else "")
+    estimate = f"; condensation estimate on {n_windows} val windows: {cond}" if cond else ""
+    return f"eval {iter_num}: {losses}{estimate}"
 
 
 def condensation_windows(val, a, device):
@@ -719,8 +704,7 @@ def main(argv=None):
     writes = env.master and not a.bench  # --bench and the other DDP processes write nothing
     if writes:
         check_out_dir(a)
-    asked, restore_ctrl_c = catch_ctrl_c()
-    lock = None
+    lock, restore_ctrl_c = None, lambda: None
     try:
         if env.ddp:
             backend = "nccl" if env.device.type == "cuda" else "gloo"
@@ -729,6 +713,7 @@ def main(argv=None):
         model = build_model(a, env, data, ckpt)
         if writes:  # only now, so that bad input leaves no trace in out_dir
             lock = lock_out_dir(a)
+        asked, restore_ctrl_c = catch_ctrl_c()  # from here on, Ctrl-C means: save and stop
         return train(a, env, data, model, ckpt, writes, asked)
     finally:
         restore_ctrl_c()

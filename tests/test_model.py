@@ -103,20 +103,30 @@ def test_from_pretrained_hf_cache_layout(monkeypatch, tmp_path):
         assert torch.allclose(ours(idx)[0], hf(idx).logits, atol=1e-5)
 
 
+class Pickled:
+    """An object that only unpickling could restore."""
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         model.load_checkpoint(str(tmp_path / "nope.pt"))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x80\x02 not a checkpoint")
+    for mmap in (False, True):
+        with pytest.raises(ValueError) as e:
+            model.load_checkpoint(str(bad), mmap=mmap)
+        assert str(e.value) == f"{bad} is not a readable checkpoint: it is not the zip archive torch.save writes"
+    torch.save({"model": {}, "model_args": {}, "extra": Pickled()}, bad)
     with pytest.raises(ValueError) as e:
         model.load_checkpoint(str(bad))
-    assert str(e.value) == (f"{bad} is not a checkpoint of tensors and plain types, as train.py writes; files that "
-                            "would run code when loaded are not read")  # and no advice to load it unsafely
+    assert str(e.value) == (f"{bad} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
+                            "types, which are not loaded (they could run code)")  # and no advice to load it unsafely
     torch.save({"model": {}, "model_args": {}}, bad)
     bad.write_bytes(bad.read_bytes()[:-40])  # cut short
     with pytest.raises(ValueError) as e:
         model.load_checkpoint(str(bad))
-    assert str(e.value).startswith(f"{bad} is corrupt or incomplete (PytorchStreamReader failed")
+    assert str(e.value).startswith(f"{bad} is not a readable checkpoint: it is corrupt or incomplete "
+                                   "(PytorchStreamReader failed")
     assert str(e.value).endswith(")") and "\n" not in str(e.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)

@@ -99,7 +99,8 @@ def test_resume_keeps_the_run_or_says_what_would_change(tmp_path, char_data, cap
     assert [r["iter"] for r in log if r["split"] == "eval"] == [0, 2, 3]
     cfg = json.load(open(tmp_path / "config.json"))
     assert (cfg["seed"], cfg["disp"], cfg["eval_interval"], cfg["lr_decay_iters"]) == (7, "angular", 1, 2)
-    assert [r["lr"] for r in log if r["iter"] == 3 and r["split"] == "train"] == [pytest.approx(3e-4)]  # min_lr = lr / 10, after step 2
+    lr_3 = [r["lr"] for r in log if r["iter"] == 3 and r["split"] == "train"]
+    assert lr_3 == [pytest.approx(3e-4)]  # min_lr = lr / 10, after step 2
     run(tmp_path, char_data, "--init_from", "resume", "--max_iters", 4, "--seed", 9, "--allow_changes")
     assert json.load(open(tmp_path / "config.json"))["seed"] == 9
 
@@ -244,7 +245,7 @@ def test_lr_schedule():
     (["--init_from", "resume"], "checkpoint not found"),
     (["--disp", "angular", "--disp_layers", "7"], "out of range"),
     (["--disp", "bogus"], "invalid choice"),
-    (["--init_from", "gpt2-not-a-model"], "not found"),
+    (["--init_from", "gpt2-not-a-model"], "unknown model"),
 ])
 def test_bad_input_fails_at_once(tmp_path, char_data, argv, message, capsys):
     argv = ["--dataset", char_data, "--out_dir", str(tmp_path), *TINY] + argv
@@ -404,20 +405,20 @@ def bad_run(tmp_path, char_data, kind):
         ckpt = torch.load(out / "ckpt.pt", weights_only=True)
         ckpt["model_args"]["vocab_size"] += 64
         torch.save(ckpt, out / "ckpt.pt")
-        return ["--init_from", "resume"], (f"error: cannot resume: {out}/ckpt.pt: its weights do not fit its "
-                                           "model_args (size mismatch for transformer.wte.weight)")
+        return ["--init_from", "resume"], (f"error: cannot resume: {out}/ckpt.pt: weights do not match model_args "
+                                           "(first mismatch: transformer.wte.weight)")
     if kind == "init_from a file that is no checkpoint":
         (tmp_path / "x.pt").write_bytes(b"\x00 not a checkpoint")
         return ["--init_from", str(tmp_path / "x.pt")], (
-            f"error: --init_from: {tmp_path}/x.pt is not a checkpoint of tensors and plain types, as train.py "
-            "writes; files that would run code when loaded are not read")
+            f"error: --init_from: {tmp_path}/x.pt is not a readable checkpoint: it is not the zip archive torch.save "
+            "writes")
     if kind == "corrupt checkpoint":
         run(out, char_data, "--max_iters", 0)
         data = (out / "ckpt.pt").read_bytes()
         (out / "ckpt.pt").write_bytes(data[:len(data) // 2])  # cut short, as by a copy that did not finish
-        return ["--init_from", "resume"], (f"error: cannot resume: {out}/ckpt.pt is corrupt or incomplete "
-                                           "(PytorchStreamReader failed reading zip archive: failed finding central "
-                                           "directory)")
+        return ["--init_from", "resume"], (f"error: cannot resume: {out}/ckpt.pt is not a readable checkpoint: it is "
+                                           "corrupt or incomplete (PytorchStreamReader failed reading zip archive: "
+                                           "failed finding central directory)")
     flags, line = {
         "mps": (["--device", "mps"], "error: --device mps, but MPS (Apple's GPU backend) is not available here"),
         "beta1": (["--beta1", "1.5"], "error: --beta1 must be in [0, 1), got 1.5"),
@@ -454,8 +455,8 @@ def test_mfu_never_exceeds_one(monkeypatch):
     monkeypatch.setattr(train, "CPU_PEAK", {})
     net = GPT(train.GPTConfig(block_size=32, vocab_size=64, n_layer=2, n_head=2, n_embd=32))
     a = train.build_parser().parse_args(["--block_size", "32"])
-    run_ = SimpleNamespace(a=a, model=SimpleNamespace(net=net), env=SimpleNamespace(world=1, device=torch.device("cpu")),
-                           peak=1e9)
+    env = SimpleNamespace(world=1, device=torch.device("cpu"))
+    run_ = SimpleNamespace(a=a, model=SimpleNamespace(net=net), env=env, peak=1e9)
     rate = 1e9 / net.flops_per_token(32)  # tokens/s at exactly the measured peak
     assert train.mfu(run_, rate / 2) == pytest.approx(0.5)
     assert train.mfu(run_, rate * 3) == 1.0 and run_.peak == pytest.approx(3e9)  # a faster step raises the peak
