@@ -590,7 +590,8 @@ def evaluate(run):
     # condensation on --cond_texts fixed val windows: an estimate, not measure.py's numbers on whole texts; every
     # key measure.condensation_summary returns is logged as cond_<key>
     with env.autocast:
-        out.update({f"cond_{k}": v for k, v in measure.condensation_summary(net, run.cond_idx).items()})
+        cond = measure.condensation_summary(net, run.cond_idx)
+    out.update({f"cond_{k}": v.item() if hasattr(v, "item") else v for k, v in cond.items()})  # numpy -> JSON
     # more evaluation metrics go here: each adds its numbers to `out`, which log.jsonl and the eval line take as
     # they are (keys starting with "val" also get a perplexity ppl_<key>)
     net.train()
@@ -598,8 +599,9 @@ def evaluate(run):
 
 
 def eval_line(iter_num, ev, n_windows):
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in ev.items() if not k.startswith("cond_"))
-    cond = ", ".join(f"{k} {v:.4f}" for k, v in ev.items() if k.startswith("cond_"))
+    fmt = lambda k, v: f"{k} {v:.4f}" if isinstance(v, (int, float)) else f"{k} {v}"
+    losses = ", ".join(fmt(k, v) for k, v in ev.items() if not k.startswith("cond_"))
+    cond = ", ".join(fmt(k, v) for k, v in ev.items() if k.startswith("cond_"))
     estimate = f"; condensation estimate on {n_windows} val windows: {cond}" if cond else ""
     return f"eval {iter_num}: {losses}{estimate}"
 
@@ -805,16 +807,21 @@ def train(a, env, data, model, ckpt, writes, asked):
     if not env.master:
         return None
     if a.bench:
-        steady = sorted(bench_times[min(5, len(bench_times) // 2):]) or [float("nan")]  # skip warm-up/compile steps
-        ms = 1000 * steady[len(steady) // 2]
-        tok_s = tokens_per_step / ms * 1000
-        util = mfu(run, tok_s)
-        print(f"bench: {ms:.1f} ms/iter (median of {len(steady)}), {tok_s:,.0f} tokens/s"
-              + (f", MFU {100 * util:.1f}% of {run.peak / 1e12:.2f} TFLOP/s" if util else ""))
-        return {"ms_per_iter": ms, "tokens_per_s": tok_s, "mfu": util, "peak_flops": run.peak}
+        return bench_result(run, bench_times, tokens_per_step)
     print(f"done in {time.perf_counter() - t_start:.0f} s: final val loss {ev['val']:.4f} "
           f"(unigram entropy of the training data {unigram:.4f} nats)")
     return {"val": ev["val"], "unigram_entropy": unigram, "seconds": time.perf_counter() - t_start}
+
+
+def bench_result(run, step_times, tokens_per_step):
+    """--bench: the median step time, leaving out the first steps (warm-up, compilation)."""
+    steady = sorted(step_times[min(5, len(step_times) // 2):]) or [float("nan")]
+    ms = 1000 * steady[len(steady) // 2]
+    tok_s = tokens_per_step / ms * 1000
+    util = mfu(run, tok_s)
+    print(f"bench: {ms:.1f} ms/iter (median of {len(steady)}), {tok_s:,.0f} tokens/s"
+          + (f", MFU {100 * util:.1f}% of {run.peak / 1e12:.2f} TFLOP/s" if util else ""))
+    return {"ms_per_iter": ms, "tokens_per_s": tok_s, "mfu": util, "peak_flops": run.peak}
 
 
 if __name__ == "__main__":
