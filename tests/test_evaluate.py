@@ -407,3 +407,18 @@ def test_prepare_without_datasets_is_one_line(monkeypatch):
         prepare.main(["hellaswag"])
     assert str(e.value.code) == ("error: preparing benchmark tasks needs the Hugging Face `datasets` package and "
                                  "network access: pip install datasets")
+
+
+def test_train_logs_benchmarks_at_each_eval(tmp_path):
+    import train
+    task = write_task(tmp_path / "mine.jsonl", [{"context": "It was a", "choices": ["day", "night"], "gold": 1}] * 4)
+    train.main(["--max_iters", "2", "--eval_interval", "1", "--eval_iters", "1", "--n_layer", "1", "--n_head", "2",
+                "--n_embd", "16", "--batch_size", "2", "--block_size", "32", "--out_dir", str(tmp_path / "run"),
+                "--eval_tasks", task, "--eval_task_items", "3", "--device", "cpu", "--no-compile"])
+    evals = [json.loads(line) for line in open(tmp_path / "run" / "log.jsonl") if '"eval"' in line]
+    assert len(evals) == 3 and all(0 <= r["bench_mine"] <= 1 and "bench_mine_acc_norm" in r for r in evals)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--out_dir", str(tmp_path / "run2"), "--eval_tasks", str(tmp_path / "none.jsonl"),
+                    "--max_iters", "1"])
+    assert str(e.value.code) == f"error: --eval_tasks: task file {tmp_path / 'none.jsonl'} not found"
+    assert not (tmp_path / "run2").exists()
