@@ -135,12 +135,15 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
     each text's per-channel sums of squares of the raw hidden states, total [L, C] their per-channel sums, moment
     [L, C, C] the sum of u u^T over all tokens. Memory grows with N by two C-vectors per text and layer only."""
     N, T = tokens.shape
-    avg, within, s, sq, total, moment = None, [], [], [], 0, 0
+    avg, within, s, sq, total, moment = None, [], [], [], None, None
     for batch in tokens.split(batch_size):
         hidden = hidden_fn(batch.to(device))
         if avg is None:
             avg = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
-        means, sums, squares, totals, moments = [], [], [], [], []
+            if extra:  # summed in place: 8 L C^2 bytes, whatever N
+                C = hidden[0].shape[-1]
+                total, moment = np.zeros((len(hidden), C)), np.zeros((len(hidden), C, C))
+        means, sums, squares = [], [], []
         for layer, h in enumerate(hidden):  # one layer's [B, T, T] cosines at a time
             u = F.normalize(h.float(), dim=-1)
             cos = u @ u.transpose(-1, -2)  # as cosine_matrices, reusing u
@@ -150,19 +153,18 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
                 s_b = u.sum(1, dtype=torch.float64)  # [B, C]
                 sums.append(s_b.cpu())
                 squares.append(h.float().square().sum(1, dtype=torch.float64).cpu())
-                totals.append(h.float().sum((0, 1), dtype=torch.float64).cpu())
+                total[layer] += h.float().sum((0, 1), dtype=torch.float64).cpu().numpy()
                 # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
                 # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
                 mu = (s_b.sum(0) / (len(batch) * T)).float()
                 d = (u - mu).reshape(-1, u.shape[-1])
                 r, mu = d.sum(0, dtype=torch.float64).cpu().numpy(), mu.double().cpu().numpy()
-                rank1 = np.outer(mu, len(d) * mu + r) + np.outer(r, mu)
-                moments.append(moment_update(d) + rank1)
+                moment[layer] += moment_update(d)
+                moment[layer] += np.outer(mu, len(d) * mu + r) + np.outer(r, mu)
         within.append(torch.stack(means, 1).cpu())
         if extra:
             s.append(torch.stack(sums, 1))
             sq.append(torch.stack(squares, 1))
-            total, moment = total + torch.stack(totals).numpy(), moment + np.stack(moments)
         del hidden, cos, u  # freed before the next batch's forward pass, not during it
         if tick:
             tick(len(batch))
