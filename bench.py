@@ -22,6 +22,7 @@ import torch
 
 import measure
 import train
+from load import ours
 from model import GPT, GPTConfig
 
 
@@ -66,8 +67,7 @@ def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), r
     """texts/s and peak memory of measure.py's passes on a random GPT-2-124M-shaped model, for each of modes,
     alternating them `rounds` times so that a slow spell of the machine hits all alike (the best round is kept)."""
     torch.manual_seed(0)
-    net = GPT(GPTConfig(vocab_size=50257)).to(device).eval()
-    hidden_fn = lambda idx: net(idx, return_hidden=True, head=False)[2]  # as measure.py runs our models
+    hidden_fn = ours(GPT(GPTConfig(vocab_size=50257)), device, torch.float32)["hidden"]
     tokens = torch.randint(0, 50257, (n_texts, seq_len))
     run_measure(hidden_fn, tokens[:1], "standardize", 1, device)  # warm-up
     best = {}

@@ -7,20 +7,27 @@ Measure embedding condensation: how the token vectors of one text crowd into a n
     python measure.py hf:BASE hf:DISTILLED [hf:BASE2 hf:DISTILLED2 ...] --paired --out results/kd
     python measure.py hf:allenai/OLMo-1B-0724-hf@step1000-tokens2B hf:allenai/OLMo-1B-0724-hf --out results/olmo
 
-MODEL is one of our checkpoint files or run directories (its ckpt.pt; every ckpt_NNNNNN.pt with --snapshots), a
-GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or hf:<name or directory>[@revision] for any
-Hugging Face causal LM through the optional `transformers` package. --data is a .txt (one document per
-paragraph) or .jsonl (--field) file, a bundled source (austen: its chapters, wiki: its articles; all of them), or
-a prepared data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset has no document marker,
-so, as in a .txt file, each paragraph is a document). Every model sees the same documents, tokenized its own way.
+MODEL, opened by load.py as in every script, is one of our checkpoint files or run directories (its ckpt.pt;
+every ckpt_NNNNNN.pt with --snapshots), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or
+hf:<name or directory>[@revision] for any Hugging Face causal LM through the optional `transformers` package.
+--data is a .txt (one document per paragraph) or .jsonl (--field) file, a bundled source (austen, wiki and their
+_char names: the documents data/prepare.py puts into their val split, cut into paragraphs; --split all: every
+chapter or article), or a prepared data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset
+has no document marker, so, as in a .txt file, each paragraph is a document). Every model sees the same
+documents, tokenized its own way.
+
+Per model and layer, from one pass over the texts: within, the paper's mean token-token cosine within a text;
+across, the same between tokens of different texts (the direction all texts share); excess = within - across;
+rogue, the share of the squared norm in the --rogue_k largest channels; erank, the effective rank of the layer's
+token cloud (and erank / C). --standardize adds within_std, within after standardising every channel (a second
+pass). Each has its rank correlations with depth and (but erank) bootstrap CIs over texts.
 Writes condensation.json, condensation.csv (one row per model), condensation_layers.csv (one row per layer) and
 figures into --out, all at once at the end; a bad input stops everything with one line before any work.
-train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's mean cosine.
+train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's within, excess, erank.
 """
 
 import argparse
 import csv
-import inspect
 import json
 import os
 import re
@@ -37,14 +44,13 @@ import torch.nn.functional as F
 from scipy import stats
 from scipy.linalg import blas
 
-import model as gpt
 import plots
+from load import ModelError, open_model
 from progress import progress
 from data.prepare import (BUNDLED_SOURCES, CHUNK_DOCS, DEFAULT_SEED, DEFAULT_VAL_FRACTION, DataError, dataset_dir,
                           is_prepared, load_meta, load_split, read_documents, source_documents, val_mask)
 from data.tokenizer import get_tokenizer
 
-GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 N_BINS = 128  # histogram bins over [-1, 1] in the paper's heatmaps
 
@@ -407,100 +413,6 @@ def select_texts(docs, encode, n_texts, seq_len, seed, what=""):
     return torch.tensor([chosen[s] for s in starts], dtype=torch.long), starts
 
 
-# ------------------------------------------------------------------------------------------------ the models
-
-def open_model(spec, snapshots=False):
-    """Check one MODEL argument without loading its weights. -> a list (a run's snapshots are several) of dicts:
-    name, kind, encode (str -> ids), vocab, max_len, tokens_seen, and load(device, dtype) -> (hidden_fn: ids [B, T]
-    -> list of hidden states [B, T, C], n_params, n_params_non_embedding)."""
-    if spec.startswith("hf:"):
-        return [open_hf(spec[3:])]
-    path = Path(spec)
-    if path.is_dir() and (snapshots or (path / "ckpt.pt").exists() or not (path / "config.json").exists()):
-        files = sorted(path.glob("ckpt_[0-9]*.pt")) if snapshots else [path / "ckpt.pt"]
-        if not files or not files[0].exists():
-            raise MeasureError(f"{spec} holds no {'ckpt_NNNNNN.pt snapshots' if snapshots else 'ckpt.pt'} "
-                               "(nor config.json of a GPT-2 model)")
-        return [open_checkpoint(f, str(f) if snapshots else spec) for f in files]
-    if path.is_file():
-        return [open_checkpoint(path, spec)]
-    if path.is_dir() or spec in GPT2_NAMES or spec.startswith("openai-community/gpt2"):
-        folder = gpt.find_pretrained(spec)  # a clear FileNotFoundError when it is not in the cache
-        config = json.loads(Path(folder, "config.json").read_text())
-        if config.get("model_type", "gpt2") != "gpt2":
-            raise MeasureError(f"{spec} holds a {config.get('model_type')} model, not GPT-2: use hf:{spec}")
-        load = lambda device, dtype: ours(gpt.GPT.from_pretrained(folder), device, dtype)
-        return [dict(name=spec, kind="gpt2", encode=get_tokenizer({"name": "gpt2"})[0], vocab=config["vocab_size"],
-                     max_len=config["n_positions"], tokens_seen=None, load=load)]
-    if spec.endswith(".pt") or os.sep in spec:
-        raise MeasureError(f"no such file or directory: {spec}")
-    raise MeasureError(f"unknown model {spec!r}: not a checkpoint file or run directory, a GPT-2 name "
-                       f"({', '.join(GPT2_NAMES)}) or directory, nor hf:<name or directory>")
-
-
-def open_checkpoint(path, name):
-    # memory-mapped, so that checking a run's every snapshot reads neither its weights nor its optimizer state
-    ckpt = gpt.load_checkpoint(str(path), mmap=True)
-    try:  # weights that do not fit model_args are caught now on a meta-device model, which costs no memory
-        with torch.device("meta"):
-            ref = gpt.GPT(gpt.GPTConfig(**ckpt["model_args"])).state_dict()
-        sd = gpt.plain_state_dict(ckpt["model"])
-        bad = [k for k in ref if k not in sd or tuple(sd[k].shape) != tuple(ref[k].shape)] + sorted(set(sd) - set(ref))
-    except (TypeError, ValueError, AttributeError) as e:
-        raise MeasureError(f"{path} is not a nanodisperse checkpoint ({e})") from None
-    if bad:
-        raise MeasureError(f"{path}: weights do not match model_args (first mismatch: {bad[0]})")
-    spec, args = ckpt.get("tokenizer") or {"name": "gpt2"}, ckpt["model_args"]
-    encode, _ = get_tokenizer(spec)
-    if spec["name"] == "char":  # a char model has no id for a character it never saw: such characters are dropped
-        known, encode_known = set(spec["chars"]), encode
-        encode = lambda text: encode_known("".join(c for c in text if c in known))
-    load = lambda device, dtype: ours(gpt.GPT.from_checkpoint(str(path)), device, dtype)
-    return dict(name=name, kind="checkpoint", run=str(Path(path).parent), encode=encode, load=load,
-                vocab=args["vocab_size"], max_len=args["block_size"], tokens_seen=ckpt.get("tokens_seen"))
-
-
-def ours(net, device, dtype):
-    """Our GPT's hidden states, as Hugging Face's output_hidden_states (the convention throughout): n_layer + 1 of
-    them, the embedding output, then each block's output, the last one after the final LayerNorm."""
-    net = net.to(device=device, dtype=dtype).eval()
-    # head=False: no output layer, a large share of the forward pass, for logits nobody reads
-    return (lambda idx: net(idx, return_hidden=True, head=False)[2]), net.num_params(), net.num_params(True)
-
-
-def open_hf(spec):
-    """hf:<name or directory>[@revision], e.g. hf:allenai/OLMo-1B-0724-hf@step5000-tokens10B: an intermediate
-    checkpoint, whose training tokens are read from the revision's name when it has them (tokens<N>B)."""
-    try:
-        import transformers
-    except ImportError:
-        raise MeasureError(f"hf:{spec} needs the optional package transformers (pip install transformers)") from None
-    name, _, revision = (spec, "", "") if os.path.exists(spec) else spec.partition("@")
-    kw = {"revision": revision} if revision else {}
-    try:
-        config = transformers.AutoConfig.from_pretrained(name, **kw)
-        tok = transformers.AutoTokenizer.from_pretrained(name, **kw)
-    except Exception as e:  # missing directory, unknown name, no network, no tokenizer: main keeps the first line
-        raise MeasureError(f"cannot load hf:{spec}: {str(e).strip() or type(e).__name__}") from None
-    encode = lambda text: tok(text, verbose=False)["input_ids"]  # with the model's own special tokens (e.g. BOS)
-
-    def load(device, dtype):
-        dtype_arg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-        net = transformers.AutoModelForCausalLM.from_pretrained(name, **kw, **{dtype_arg: dtype}).to(device).eval()
-        # only the hidden states are needed: ask for one position's logits where the model allows it
-        extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(net.forward).parameters else {}
-        hidden_fn = lambda idx: net(input_ids=idx, output_hidden_states=True, use_cache=False, **extra).hidden_states
-        n = sum(p.numel() for p in net.parameters())
-        # non-embedding parameters: minus token and position tables (counting tied ones once), as model.num_params
-        tables = {id(m.weight): m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Embedding)}
-        return hidden_fn, n, n - sum(tables.values())
-
-    max_len = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    seen = re.search(r"tokens(\d+)B", revision)
-    return dict(name=f"hf:{spec}", kind="hf", encode=encode, vocab=getattr(config, "vocab_size", None) or len(tok),
-                max_len=max_len, tokens_seen=int(seen[1]) * 10**9 if seen else None, run=f"hf:{name}", load=load)
-
-
 # ------------------------------------------------------------------------------------------------ one run
 
 def ticker(total, what):
@@ -526,6 +438,8 @@ def measure_all(args):
             print(f"texts of {args.seq_len} tokens: the shorter of {SEQ_LEN} and the smallest context of the models "
                   f"({shortest}); --seq_len sets it", flush=True)
     for m in models:  # tokenizing is cheap next to a forward pass: every text is checked before any of them runs
+        if m["chars"] is not None:  # a char model has no id for a character it never saw: such characters are dropped
+            m["encode"] = lambda text, known=m["chars"], encode=m["encode"]: encode("".join(c for c in text if c in known))
         if m["max_len"] is not None and args.seq_len > m["max_len"]:
             raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of {m['max_len']}")
         m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len, args.seed,
@@ -538,7 +452,8 @@ def measure_all(args):
     for i, m in enumerate(models, 1):
         print(f"[{i}/{len(models)}] {m['name']}", flush=True)
         t0 = time.perf_counter()
-        hidden_fn, n_params, n_non_emb = m["load"](args.device, DTYPES[args.dtype])
+        net = m["load"](args.device, DTYPES[args.dtype])
+        hidden_fn, n_params, n_non_emb = net["hidden"], net["n_params"], net["n_params_non_embedding"]
         t1 = time.perf_counter()
         kw = dict(batch_size=args.batch_size, offdiag=args.offdiag, device=args.device)
         st = layer_stats(hidden_fn, m["tokens"], **kw, tick=ticker(args.n_texts, "texts"))
@@ -546,7 +461,7 @@ def measure_all(args):
             mean, sd = channel_moments(st, args.n_texts * args.seq_len)
             st["within_std"] = standardized_within(hidden_fn, m["tokens"], mean, sd, **kw,
                                                    tick=ticker(args.n_texts, "texts, standardised"))
-        del hidden_fn  # one model in memory at a time
+        del net, hidden_fn  # one model in memory at a time
         summary = summarize(st, args.offdiag, args.last_n, boot_idx, args.ci, args.rogue_k)
         t2 = time.perf_counter()
         r = dict(name=m["name"], kind=m["kind"], n_params=n_params, n_params_non_embedding=n_non_emb,
@@ -712,7 +627,7 @@ def main(argv=None):
                     shutil.move(str(f), str(out / f.name))
         except OSError as e:  # the temporary folder's name would mean nothing to the user
             raise MeasureError(f"cannot write the results into --out {args.out}: {e.strerror or e}") from None
-    except (MeasureError, DataError, OSError, ValueError) as e:
+    except (MeasureError, ModelError, DataError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
     print_table(results, report, args.last_n, size_by)
     print(f"wrote {out}")

@@ -365,8 +365,9 @@ def test_text_length_defaults_to_the_shortest_context(corpus, capsys):
             "--seq_len sets it") in capsys.readouterr().out
     # bf16 runs on a CPU too, and the measures are close to float32's
     net = model.GPT.from_checkpoint(str(tmp / "small.pt")).eval()
-    tokens = measure.select_texts(measure.load_documents(str(tmp / "docs.jsonl"))[0],
-                                  measure.open_model(str(tmp / "small.pt"))[0]["encode"], 4, 64, seed=0)[0]
+    m = measure.open_model(str(tmp / "small.pt"))[0]
+    encode = lambda text: m["encode"]("".join(c for c in text if c in m["chars"]))  # as measure.py's
+    tokens = measure.select_texts(measure.load_documents(str(tmp / "docs.jsonl"))[0], encode, 4, 64, seed=0)[0]
     full = measure.layer_stats(lambda idx: net(idx, return_hidden=True, head=False)[2], tokens)
     assert np.allclose(report["models"][0]["layer_mean"], full["within"].mean(0), atol=2e-2)
 
