@@ -124,13 +124,15 @@ def standardize(h, mean, std):
     return (h.float() - mean) / std
 
 
-def moment_update(d):
-    """d^T d of a [n, C] float32 matrix in float64. On a CPU through BLAS's syrk, which computes one triangle: half
-    the work of a matmul, and the largest extra cost of the measures."""
+def add_gram_upper(d, out, buf):
+    """out += the upper triangle of d^T d, for a [n, C] float32 matrix d, summed into out [C, C] float64. On a CPU
+    through BLAS's syrk into the preallocated buffer buf (C x C float32, Fortran order): syrk computes one triangle,
+    half the work of a matmul, and the largest extra cost of the measures."""
     if d.device.type == "cpu":
-        upper = blas.ssyrk(1.0, d.numpy().T, trans=0).astype(np.float64)  # d.T is Fortran-ordered: no copy
-        return upper + np.triu(upper, 1).T
-    return (d.T @ d).double().cpu().numpy()
+        blas.ssyrk(1.0, d.numpy().T, beta=0.0, c=buf, trans=0, overwrite_c=1)  # d.T is Fortran-ordered: no copy
+        np.add(out, buf, out=out)  # buf's lower triangle stays 0
+    else:
+        np.add(out, (d.T @ d).triu().cpu().numpy(), out=out)
 
 
 @torch.no_grad()
@@ -139,17 +141,21 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
     avg [L, T, T] every layer's cosine matrix averaged entry by entry over the texts (the paper's heatmap);
     within [N, L] each text's mean cosine; with extra also s [N, L, C] each text's sum of unit tokens, sq [N, L, C]
     each text's per-channel sums of squares of the raw hidden states, total [L, C] their per-channel sums, moment
-    [L, C, C] the sum of u u^T over all tokens. Memory grows with N by two C-vectors per text and layer only."""
+    [L, C, C] the sum of u u^T over all tokens. Memory grows with N by two C-vectors per text and layer only, all
+    allocated at the first batch (small arrays kept from every batch would fragment the heap as it grows)."""
     N, T = tokens.shape
-    avg, within, s, sq, total, moment = None, [], [], [], None, None
-    for batch in tokens.split(batch_size):
+    avg, within = None, []
+    for b, batch in enumerate(tokens.split(batch_size)):
         hidden = hidden_fn(batch.to(device))
+        rows = slice(b * batch_size, b * batch_size + len(batch))
         if avg is None:
             avg = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
-            if extra:  # summed in place: 8 L C^2 bytes, whatever N
-                C = hidden[0].shape[-1]
-                total, moment = np.zeros((len(hidden), C)), np.zeros((len(hidden), C, C))
-        means, sums, squares = [], [], []
+            if extra:
+                L, C, n_batches = len(hidden), hidden[0].shape[-1], -(-N // batch_size)
+                s, sq, total, upper = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C)), np.zeros((L, C, C))
+                mus, rs, counts = np.zeros((n_batches, L, C)), np.zeros((n_batches, L, C)), np.zeros((n_batches, 1))
+                buf = np.zeros((C, C), dtype=np.float32, order="F")
+        means = []
         for layer, h in enumerate(hidden):  # one layer's [B, T, T] cosines at a time
             u = F.normalize(h.float(), dim=-1)
             cos = u @ u.transpose(-1, -2)  # as cosine_matrices, reusing u
@@ -157,26 +163,28 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
             means.append(matrix_means(cos, offdiag).double())
             if extra:
                 s_b = u.sum(1, dtype=torch.float64)  # [B, C]
-                sums.append(s_b.cpu())
-                squares.append(h.float().square().sum(1, dtype=torch.float64).cpu())
+                s[rows, layer] = s_b.cpu().numpy()
+                sq[rows, layer] = h.float().square().sum(1, dtype=torch.float64).cpu().numpy()
                 total[layer] += h.float().sum((0, 1), dtype=torch.float64).cpu().numpy()
                 # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
                 # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
                 mu = (s_b.sum(0) / (len(batch) * T)).float()
-                d = (u - mu).reshape(-1, u.shape[-1])
-                r, mu = d.sum(0, dtype=torch.float64).cpu().numpy(), mu.double().cpu().numpy()
-                moment[layer] += moment_update(d)
-                moment[layer] += np.outer(mu, len(d) * mu + r) + np.outer(r, mu)
-        within.append(torch.stack(means, 1).cpu())
+                d = (u - mu).reshape(-1, C)
+                mus[b, layer], rs[b, layer] = mu.cpu().numpy(), d.sum(0, dtype=torch.float64).cpu().numpy()
+                add_gram_upper(d, upper[layer], buf)
         if extra:
-            s.append(torch.stack(sums, 1))
-            sq.append(torch.stack(squares, 1))
+            counts[b] = len(batch) * T
+        within.append(torch.stack(means, 1).cpu())
         del hidden, cos, u  # freed before the next batch's forward pass, not during it
         if tick:
             tick(len(batch))
     out = {"avg": (avg / N).cpu(), "within": torch.cat(within).numpy()}
     if extra:
-        out.update(s=torch.cat(s).numpy(), sq=torch.cat(sq).numpy(), total=total, moment=moment)
+        moment = upper + np.triu(upper, 1).transpose(0, 2, 1)
+        for layer in range(L):  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
+            mu, r = mus[:, layer], rs[:, layer]
+            moment[layer] += mu.T @ (counts * mu + r) + r.T @ mu
+        out.update(s=s, sq=sq, total=total, moment=moment)
     return out
 
 
