@@ -9,13 +9,21 @@ Measure embedding condensation: how the token vectors of one text crowd into a n
 
 MODEL, opened by load.py as in every script, is one of our checkpoint files or run directories (its ckpt.pt;
 every ckpt_NNNNNN.pt with --snapshots), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or
-hf:<name or directory>[@revision] for any Hugging Face causal LM through the optional `transformers` package. --data is a .txt (one document per
-paragraph) or .jsonl (--field) file, a bundled source (austen: its chapters, wiki: its articles; all of them), or
-a prepared data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset has no document marker,
-so, as in a .txt file, each paragraph is a document). Every model sees the same documents, tokenized its own way.
+hf:<name or directory>[@revision] for any Hugging Face causal LM through the optional `transformers` package.
+--data is a .txt (one document per paragraph) or .jsonl (--field) file, a bundled source (austen, wiki and their
+_char names: the documents data/prepare.py puts into their val split, cut into paragraphs; --split all: every
+chapter or article), or a prepared data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset
+has no document marker, so, as in a .txt file, each paragraph is a document). Every model sees the same
+documents, tokenized its own way.
+
+Per model and layer, from one pass over the texts: within, the paper's mean token-token cosine within a text;
+across, the same between tokens of different texts (the direction all texts share); excess = within - across;
+rogue, the share of the squared norm in the --rogue_k largest channels; erank, the effective rank of the layer's
+token cloud (and erank / C). --standardize adds within_std, within after standardising every channel (a second
+pass). Each has its rank correlations with depth and (but erank) bootstrap CIs over texts.
 Writes condensation.json, condensation.csv (one row per model), condensation_layers.csv (one row per layer) and
 figures into --out, all at once at the end; a bad input stops everything with one line before any work.
-train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's mean cosine.
+train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's within, excess, erank.
 """
 
 import argparse
@@ -34,11 +42,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import stats
+from scipy.linalg import blas
 
 import plots
 from load import ModelError, open_model
-from data.prepare import (BUNDLED_SOURCES, DataError, dataset_dir, load_meta, load_split, read_documents,
-                          source_documents)
+from progress import progress
+from data.prepare import (BUNDLED_SOURCES, CHUNK_DOCS, DEFAULT_SEED, DEFAULT_VAL_FRACTION, DataError, dataset_dir,
+                          is_prepared, load_meta, load_split, read_documents, source_documents, val_mask)
 from data.tokenizer import get_tokenizer
 
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
@@ -50,6 +60,7 @@ class MeasureError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------ the numbers
+# One pass over the texts keeps running sums (layer_stats); every measure is then one function of those sums.
 
 def cosine_matrices(h):
     """[B, T, C] hidden states -> [B, T, T] cosines between every two tokens of each text, in float32."""
@@ -58,31 +69,149 @@ def cosine_matrices(h):
 
 
 def matrix_means(cos, offdiag=False):
-    """Mean of each [T, T] matrix: all T^2 entries, as the paper (the diagonal is 1, a 1/T share), or, with
-    offdiag, the T (T - 1) entries between different tokens only."""
+    """within: the mean of each [T, T] matrix: all T^2 entries, as the paper (the diagonal is 1, a 1/T share), or,
+    with offdiag, the T (T - 1) entries between different tokens only."""
     T = cos.shape[-1]
     total = cos.sum((-2, -1))
     return (total - cos.diagonal(dim1=-2, dim2=-1).sum(-1)) / (T * (T - 1)) if offdiag else total / T**2
 
 
+def within_from_sums(s, T, offdiag=False):
+    """within from s [..., C], the sum of a text's T unit token vectors: matrix_means without the T x T matrix."""
+    sq = (s * s).sum(-1)  # sum_ij <u_i, u_j> = |s|^2, of which the diagonal is T
+    return (sq - T) / (T * (T - 1)) if offdiag else sq / T**2
+
+
+def across_mean(s, T, counts=None):
+    """across_l: the mean cosine between tokens of different texts at layer l, from s [N, L, C], each text's sum of
+    unit token vectors -> [L]; with counts [B, N] (how often each text is in each of B resamples) -> [B, L]."""
+    c = np.ones((1, len(s))) if counts is None else np.asarray(counts, dtype=np.float64)
+    # over pairs of different texts: sum_{n != m} c_n c_m <s_n, s_m> = |sum_n c_n s_n|^2 - sum_n c_n^2 |s_n|^2,
+    # T^2 token pairs for each of the (sum c)^2 - sum c^2 text pairs (a resampled text is never paired with itself)
+    pairs = np.stack([((c @ s[:, layer]) ** 2).sum(1) for layer in range(s.shape[1])], 1) - (c**2) @ (s**2).sum(-1)
+    n_pairs = (c.sum(1) ** 2 - (c**2).sum(1))[:, None] * T**2
+    with np.errstate(invalid="ignore", divide="ignore"):  # one text: no pairs, NaN
+        out = pairs / n_pairs
+    return out[0] if counts is None else out
+
+
+def excess_of(within, across):
+    """excess_l = within_l - across_l: the crowding of a text's tokens beyond the direction that all texts share."""
+    return within - across
+
+
+def rogue_share(sq, k=3):
+    """rogue_l: the share of the squared norm that the k largest channels hold, from sq [..., C], each channel's
+    sum of squares q_c = sum_t h_tc^2 over the layer's raw tokens: sum of the k largest q_c / sum_c q_c."""
+    return np.partition(sq, -k, axis=-1)[..., -k:].sum(-1) / sq.sum(-1)
+
+
+def effective_rank(moment):
+    """erank_l (Roy & Vetterli 2007) of the [tokens, C] matrix U of unit tokens, from M = U^T U [..., C, C] (not
+    centred): sigma_k = sqrt(eig_k(M)), p_k = sigma_k / sum_j sigma_j, erank = exp(-sum_k p_k log p_k)."""
+    lam = np.linalg.eigvalsh(moment)
+    # M sums float32 products: eigenvalues below float32's resolution of its trace are rounding, not directions
+    # (their square roots would add to erank); they are 0, as those of a cloud with fewer tokens than channels
+    floor = np.finfo(np.float32).eps * np.trace(moment, axis1=-2, axis2=-1)[..., None]
+    sigma = np.sqrt(np.where(lam > floor, lam, 0))
+    p = sigma / sigma.sum(-1, keepdims=True)
+    return np.exp(-(p * np.log(np.where(p > 0, p, 1))).sum(-1))  # 0 log 0 = 0
+
+
+def standardize(h, mean, std):
+    """within_std's tokens: each channel standardised, z_c = (h_c - m_c) / sd_c, with the mean and sd of channel c
+    over all the texts' tokens of the layer (from the first pass), so that no channel dominates the cosine."""
+    return (h.float() - mean) / std
+
+
+def add_gram_upper(d, out, buf):
+    """out += the upper triangle of d^T d, for a [n, C] float32 matrix d, summed into out [C, C] float64. On a CPU
+    through BLAS's syrk into the preallocated buffer buf (C x C float32, Fortran order): syrk computes one triangle,
+    half the work of a matmul, and the largest extra cost of the measures."""
+    if d.device.type == "cpu":
+        blas.ssyrk(1.0, d.numpy().T, beta=0.0, c=buf, trans=0, overwrite_c=1)  # d.T is Fortran-ordered: no copy
+        np.add(out, buf, out=out)  # buf's lower triangle stays 0
+    else:
+        np.add(out, (d.T @ d).triu().cpu().numpy(), out=out)
+
+
 @torch.no_grad()
-def layer_cosines(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu"):
-    """Run the texts tokens [N, T] through a model in batches -> (every layer's cosine matrix averaged entry by entry
-    over the texts [L, T, T] float64, each text's per-layer mean [N, L]); memory does not grow with N."""
+def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extra=True, tick=None):
+    """Run the texts tokens [N, T] through a model in batches, keeping running sums -> dict of numpy arrays:
+    avg [L, T, T] every layer's cosine matrix averaged entry by entry over the texts (the paper's heatmap);
+    within [N, L] each text's mean cosine; with extra also s [N, L, C] each text's sum of unit tokens, sq [N, L, C]
+    each text's per-channel sums of squares of the raw hidden states, total [L, C] their per-channel sums, moment
+    [L, C, C] the sum of u u^T over all tokens. Memory grows with N by two C-vectors per text and layer only, all
+    allocated at the first batch (small arrays kept from every batch would fragment the heap as it grows)."""
     N, T = tokens.shape
-    total, per_text = None, []
-    for batch in tokens.split(batch_size):
+    avg, within = None, []
+    for b, batch in enumerate(tokens.split(batch_size)):
         hidden = hidden_fn(batch.to(device))
-        if total is None:
-            total = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
+        rows = slice(b * batch_size, b * batch_size + len(batch))
+        if avg is None:
+            avg = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
+            if extra:
+                L, C, n_batches = len(hidden), hidden[0].shape[-1], -(-N // batch_size)
+                s, sq, total, upper = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C)), np.zeros((L, C, C))
+                mus, rs, counts = np.zeros((n_batches, L, C)), np.zeros((n_batches, L, C)), np.zeros((n_batches, 1))
+                buf = np.zeros((C, C), dtype=np.float32, order="F")
         means = []
         for layer, h in enumerate(hidden):  # one layer's [B, T, T] cosines at a time
-            cos = cosine_matrices(h)
-            total[layer] += cos.sum(0, dtype=torch.float64)  # C-bar_l = (1/N) sum_n C_l(text n), summed here
+            u = F.normalize(h.float(), dim=-1)
+            cos = u @ u.transpose(-1, -2)  # as cosine_matrices, reusing u
+            avg[layer] += cos.sum(0, dtype=torch.float64)  # C-bar_l = (1/N) sum_n C_l(text n), summed here
             means.append(matrix_means(cos, offdiag).double())
-        per_text.append(torch.stack(means, 1).cpu())
-        del hidden, cos  # freed before the next batch's forward pass, not during it
-    return (total / N).cpu(), torch.cat(per_text).numpy()
+            if extra:
+                # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches
+                # in float64
+                s_b = u.sum(1).double()  # [B, C]
+                s[rows, layer] = s_b.cpu().numpy()
+                sq[rows, layer] = h.float().square().sum(1).cpu().numpy()
+                total[layer] += h.float().sum((0, 1)).cpu().numpy()
+                # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
+                # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
+                mu = (s_b.sum(0) / (len(batch) * T)).float()
+                d = (u - mu).reshape(-1, C)
+                mus[b, layer], rs[b, layer] = mu.cpu().numpy(), d.sum(0).cpu().numpy()
+                add_gram_upper(d, upper[layer], buf)
+        if extra:
+            counts[b] = len(batch) * T
+        within.append(torch.stack(means, 1).cpu())
+        del hidden, cos, u  # freed before the next batch's forward pass, not during it
+        if tick:
+            tick(len(batch))
+    out = {"avg": (avg / N).cpu(), "within": torch.cat(within).numpy()}
+    if extra:
+        for layer, moment in enumerate(upper):  # in place, a layer at a time: no second [L, C, C] array
+            moment += np.triu(moment, 1).T
+            mu, r = mus[:, layer], rs[:, layer]
+            moment += mu.T @ (counts * mu + r) + r.T @ mu  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
+        out.update(s=s, sq=sq, total=total, moment=upper)
+    return out
+
+
+def channel_moments(stats, n_tokens):
+    """Each layer's per-channel mean and sd over all n_tokens tokens [L, C], from the first pass's sums."""
+    mean = stats["total"] / n_tokens
+    var = np.clip(stats["sq"].sum(0) / n_tokens - mean**2, 0, None)
+    return mean, np.where(var > 0, np.sqrt(var), 1.0)  # a constant channel is 0 after centring, whatever sd
+
+
+@torch.no_grad()
+def standardized_within(hidden_fn, tokens, mean, std, batch_size=4, offdiag=False, device="cpu", tick=None):
+    """within_std [N, L], a second pass: each text's mean cosine after standardize() with mean, std [L, C]."""
+    T = tokens.shape[1]
+    mean, std = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (mean, std))
+    out = []
+    for batch in tokens.split(batch_size):
+        hidden = hidden_fn(batch.to(device))
+        s = [F.normalize(standardize(h, mean[layer], std[layer]), dim=-1).sum(1, dtype=torch.float64)
+             for layer, h in enumerate(hidden)]
+        out.append(within_from_sums(torch.stack(s, 1), T, offdiag).cpu())
+        del hidden
+        if tick:
+            tick(len(batch))
+    return torch.cat(out).numpy()
 
 
 def rank_rows(y):
@@ -112,9 +241,15 @@ def ci_of(samples, ci):
     return [float(v) for v in np.percentile(good, [50 * (1 - ci), 50 * (1 + ci)])] if good.size else None
 
 
-def summarize(avg, per_text, offdiag=False, last_n=3, boot_idx=None, ci=0.95):
-    """The numbers of one model from layer_cosines' output; boot_idx [n_boot, N] are text resamples shared by all
-    models, so that differences between two models measured on the same texts are a paired bootstrap."""
+# the measures beyond the paper's within, in the order of the tables; erank has no bootstrap (see summarize)
+MEASURES = ("across", "excess", "rogue", "erank", "within_std")
+
+
+def summarize(st, offdiag=False, last_n=3, boot_idx=None, ci=0.95, k=3):
+    """The numbers of one model from layer_stats' output st (with "within_std" [N, L] when it was measured);
+    boot_idx [n_boot, N] are text resamples shared by all models, so that differences between two models measured
+    on the same texts are a paired bootstrap."""
+    avg, per_text = st["avg"], st["within"]
     L, T = avg.shape[0], avg.shape[-1]
     entries = avg[:, ~torch.eye(T, dtype=torch.bool)] if offdiag else avg.flatten(1)  # [L, entries looked at]
     # mu_l: the mean of layer l's text-averaged cosine matrix (= the mean of the per-text means: all have T tokens)
@@ -127,46 +262,109 @@ def summarize(avg, per_text, offdiag=False, last_n=3, boot_idx=None, ci=0.95):
            **rank_correlations(np.arange(L), mu),
            "last_layer_mean": float(mu[-1]), "last_n_mean": float(mu[-last_n:].mean()),
            "hist": hist / entries.shape[1]}
-    if boot_idx is not None and len(boot_idx):
+    boot = boot_idx is not None and len(boot_idx)
+    if boot:
         # each resample of texts gives per-layer means = the average of those texts' per-text means (exact)
-        boot = np.stack([per_text[rows].mean(0) for rows in boot_idx])
-        out["boot"] = dict(zip(("spearman", "kendall"), rank_rows(boot)), last_layer_mean=boot[:, -1])
+        b_mu = np.stack([per_text[rows].mean(0) for rows in boot_idx])
+        out["boot"] = dict(zip(("spearman", "kendall"), rank_rows(b_mu)), last_layer_mean=b_mu[:, -1])
         out["spearman_ci"], out["kendall_ci"] = ci_of(out["boot"]["spearman"], ci), ci_of(out["boot"]["kendall"], ci)
+        counts = np.stack([np.bincount(rows, minlength=len(per_text)) for rows in boot_idx])
+    layers, b_layers = {}, {}  # measure -> its per-layer values, and those of each resample [n_boot, L]
+    if "s" in st:
+        layers["across"] = across_mean(st["s"], T)
+        layers["excess"] = excess_of(mu, layers["across"])
+        layers["rogue"] = rogue_share(st["sq"].sum(0), k)
+        # erank is no sum over texts: a resample's would need each text's C x C matrix, so it has no bootstrap
+        layers["erank"] = effective_rank(st["moment"])
+        if boot:
+            b_layers["across"] = across_mean(st["s"], T, counts)
+            b_layers["excess"] = excess_of(b_mu, b_layers["across"])
+            b_layers["rogue"] = np.stack([rogue_share(counts @ st["sq"][:, layer], k) for layer in range(L)], 1)
+    if "within_std" in st:
+        layers["within_std"] = st["within_std"].mean(0)
+        if boot:
+            b_layers["within_std"] = np.stack([st["within_std"][rows].mean(0) for rows in boot_idx])
+    for name, y in layers.items():
+        out["layer_" + name] = y.tolist()
+        out |= {f"{name}_{key}": v for key, v in rank_correlations(np.arange(L), y).items()}
+        out["last_layer_" + name] = float(y[-1])
+        if name in b_layers:
+            rho, tau = rank_rows(b_layers[name])
+            out["boot"] |= {f"{name}_spearman": rho, f"{name}_kendall": tau, f"last_layer_{name}": b_layers[name][:, -1]}
+            out[f"{name}_spearman_ci"], out[f"{name}_kendall_ci"] = ci_of(rho, ci), ci_of(tau, ci)
+    if "erank" in layers:  # on the scale of the width C: 1 / C for one direction, 1 for all directions alike
+        out["layer_erank_ratio"] = (layers["erank"] / st["moment"].shape[-1]).tolist()
+        out["last_layer_erank_ratio"] = out["layer_erank_ratio"][-1]
     return out
 
 
 @torch.no_grad()
 def condensation_summary(net, idx, offdiag=False):
     """Cheap condensation of our GPT on a fixed batch of token ids idx [N, T] (one forward pass), for train.py's
-    evals: {"rho": Spearman, "tau": Kendall of the per-layer mean cosine against depth, "last_cos": last layer's}."""
+    evals: Spearman and Kendall of the per-layer mean cosine against depth, and the last layer's mean, excess and
+    effective rank, under measure.py's names (an estimate from few texts: measure.py's numbers use 100)."""
     was_training = net.training
-    try:
-        hidden = net.eval()(idx, return_hidden=True, head=False)[2]  # no logits: the output layer is costly
+    try:  # no logits: the output layer is costly
+        hidden_fn = lambda x: net.eval()(x, return_hidden=True, head=False)[2]
+        r = summarize(layer_stats(hidden_fn, idx, len(idx), offdiag, idx.device), offdiag)
     finally:
         net.train(was_training)
-    mu = np.array([matrix_means(cosine_matrices(h), offdiag).mean().item() for h in hidden])
-    rc = rank_correlations(np.arange(len(mu)), mu)
-    return {"rho": rc["spearman"], "tau": rc["kendall"], "last_cos": float(mu[-1])}
+    return {k: r[k] for k in ("spearman", "kendall", "last_layer_mean", "last_layer_excess", "last_layer_erank")}
 
 
 # ------------------------------------------------------------------------------------------------ the texts
 
-def load_documents(data, field="text"):
-    """The documents named by --data, and a description of them."""
+def paragraphs(text):
+    """Blank-line separated paragraphs, as data/prepare.py reads a .txt file."""
+    return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
+
+
+def val_documents(name, documents):
+    """The documents of a bundled source that data/prepare.py puts into NAME's val split, whether or not NAME is
+    prepared: its de-duplication (first copy kept, empty ones dropped), chunks and seeded val_mask, with the val
+    fraction and seed of the prepared dataset when there is one (else prepare's defaults)."""
+    fraction, seed = DEFAULT_VAL_FRACTION, DEFAULT_SEED
+    if is_prepared(name):
+        meta = load_meta(name)
+        fraction, seed = meta["val_fraction"], meta["seed"]
+    docs = list(dict.fromkeys(d for d in documents if d.strip()))
+    chunks = [docs[i:i + CHUNK_DOCS] for i in range(0, len(docs), CHUNK_DOCS)]
+    return [d for i, chunk in enumerate(chunks) for d, v in zip(chunk, val_mask(len(chunk), fraction, seed, i)) if v]
+
+
+def load_documents(data, field="text", split="val"):
+    """The documents named by --data, and a description of them. split val: a bundled or prepared dataset's val
+    split (text the model never trained on), all: every document; a file is never split."""
     if data.endswith((".txt", ".jsonl")) or os.path.isfile(data):
-        return read_documents(data, field), data
+        return read_documents(data, field), f"{data} (all documents: a file has no val split)"
     if data.removesuffix("_char") in BUNDLED_SOURCES:
-        return source_documents(data), f"{data} (bundled, all documents)"
+        docs = source_documents(data)
+        if split == "all":
+            return docs, f"{data} (bundled, all {len(docs)} documents)"
+        # a bundled corpus holds few documents (austen: 269 chapters, ~27 of them val): its val documents are cut
+        # into paragraphs, as a prepared char dataset is, so that many texts can come from held-out text
+        held = val_documents(data, docs)
+        paras = [p for doc in held for p in paragraphs(doc)]
+        return paras, f"{data} (bundled, the {len(held)} val documents of data/prepare.py's split, {len(paras)} paragraphs)"
     if not (dataset_dir(data) / "meta.json").exists():
         raise MeasureError(f"unknown data source {data!r}: not a .txt/.jsonl file, a bundled source "
                            f"({', '.join(BUNDLED_SOURCES)}) or a prepared dataset under data/ (python data/prepare.py)")
-    meta, tokens = load_meta(data), load_split(data, "val")  # clear errors for a half-prepared dataset
+    meta = load_meta(data)  # clear errors for a half-prepared dataset
     _, decode = get_tokenizer(meta["tokenizer"])
-    if meta["eot"] is None:  # char data: documents were joined by blank lines, like paragraphs
-        return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", decode(tokens)) if p.strip()], f"{data} (val)"
-    cuts = np.flatnonzero(tokens == meta["eot"])
+    parts = [split_documents(load_split(data, name), meta["eot"], decode)
+             for name in (("train", "val") if split == "all" else ("val",))]
+    docs = parts[0] if len(parts) == 1 else [d for part in parts for d in part]
+    return docs, f"{data} ({'train and val' if split == 'all' else 'val'}, {len(docs)} documents)"
+
+
+def split_documents(tokens, eot, decode):
+    """A prepared split's documents: cut at <|endoftext|>, or, for char data (which has no document marker and
+    joined its documents by blank lines), its paragraphs."""
+    if eot is None:
+        return paragraphs(decode(tokens))
+    cuts = np.flatnonzero(tokens == eot)
     bounds = [(a, b) for a, b in zip(np.r_[0, cuts + 1], np.r_[cuts, len(tokens)]) if b > a]
-    return LazyDocs(tokens, bounds, decode), f"{data} (val)"
+    return LazyDocs(tokens, bounds, decode)
 
 
 class LazyDocs:
@@ -190,6 +388,8 @@ def first_tokens(docs, start, encode, seq_len, used):
     while True:
         ids = encode(text[:limit])
         cut = len(text) > limit  # a word cut at the limit may tokenize differently: keep a margin before it
+        if not ids and len(text) >= max(limit, 1000):  # no progress: joining more text would never end
+            raise MeasureError(f"the tokenizer encodes {len(text):,} characters of text to no tokens at all")
         if len(ids) >= seq_len + 16 * cut:
             return ids[:seq_len], range(start, end)
         if cut:
@@ -209,7 +409,11 @@ def select_texts(docs, encode, n_texts, seq_len, seed, what=""):
     for start in map(int, order):
         if len(chosen) == n_texts:
             break
-        if start not in used and (got := first_tokens(docs, start, encode, seq_len, used)):
+        try:
+            got = start not in used and first_tokens(docs, start, encode, seq_len, used)
+        except MeasureError as e:
+            raise MeasureError(f"{e}{what} (an empty or broken tokenizer?)") from None
+        if got:
             chosen[start] = got[0]
             used.update(got[1])
     if len(chosen) < n_texts:
@@ -221,14 +425,28 @@ def select_texts(docs, encode, n_texts, seq_len, seed, what=""):
 
 # ------------------------------------------------------------------------------------------------ one run
 
+def ticker(total, what):
+    """A progress line moved by hand: tick(n) once n more of the total units are done (a batch of texts)."""
+    line = progress(range(total), what=what)
+    next(line, None)  # starts its clock; each later next() counts one unit as done
+    return lambda n: [next(line, None) for _ in range(n)]
+
+
 def measure_all(args):
     """Validate every input, then measure every model; -> (results, report dict for condensation.json)."""
     if args.paired and len(args.models) % 2:
         raise MeasureError(f"--paired takes models in pairs (base, other, base, other, ...), got {len(args.models)}")
-    docs, described = load_documents(args.data, args.field)
+    docs, described = load_documents(args.data, args.field, args.split)
     models = [m for spec in args.models for m in open_model(spec, args.snapshots)]
     if args.paired and len(models) != len(args.models):
         raise MeasureError("--paired and --snapshots do not go together")
+    if args.seq_len is None:  # the paper's 512, unless a model's context is shorter
+        contexts = {m["name"]: m["max_len"] for m in models if m["max_len"] is not None}
+        args.seq_len = min([SEQ_LEN, *contexts.values()])
+        if args.seq_len < SEQ_LEN:
+            shortest = min(contexts, key=contexts.get)
+            print(f"texts of {args.seq_len} tokens: the shorter of {SEQ_LEN} and the smallest context of the models "
+                  f"({shortest}); --seq_len sets it", flush=True)
     for m in models:  # tokenizing is cheap next to a forward pass: every text is checked before any of them runs
         if m["chars"] is not None:  # a char model has no id for a character it never saw: such characters are dropped
             m["encode"] = lambda text, known=m["chars"], encode=m["encode"]: encode("".join(c for c in text if c in known))
@@ -238,25 +456,37 @@ def measure_all(args):
                                                 f" in {described} for {m['name']}")
         if (top := int(m["tokens"].max())) >= m["vocab"]:
             raise MeasureError(f"{m['name']}: token id {top} is outside its vocabulary of {m['vocab']}")
+    print(f"{len(models)} model(s), {args.n_texts} texts of {args.seq_len} tokens from {described}", flush=True)
     boot_idx = np.random.default_rng(args.seed + 1).integers(0, args.n_texts, (args.n_boot, args.n_texts))
     results = []
-    for m in models:
+    for i, m in enumerate(models, 1):
+        print(f"[{i}/{len(models)}] {m['name']}", flush=True)
         t0 = time.perf_counter()
         net = m["load"](args.device, DTYPES[args.dtype])
-        n_params, n_non_emb = net["n_params"], net["n_params_non_embedding"]
-        avg, per_text = layer_cosines(net["hidden"], m["tokens"], args.batch_size, args.offdiag, args.device)
-        del net  # one model in memory at a time
-        seconds = time.perf_counter() - t0
+        hidden_fn, n_params, n_non_emb = net["hidden"], net["n_params"], net["n_params_non_embedding"]
+        t1 = time.perf_counter()
+        kw = dict(batch_size=args.batch_size, offdiag=args.offdiag, device=args.device)
+        st = layer_stats(hidden_fn, m["tokens"], **kw, tick=ticker(args.n_texts, "texts"))
+        if args.standardize:  # a second pass, with every channel standardised by the first pass's statistics
+            mean, sd = channel_moments(st, args.n_texts * args.seq_len)
+            st["within_std"] = standardized_within(hidden_fn, m["tokens"], mean, sd, **kw,
+                                                   tick=ticker(args.n_texts, "texts, standardised"))
+        del net, hidden_fn  # one model in memory at a time
+        summary = summarize(st, args.offdiag, args.last_n, boot_idx, args.ci, args.rogue_k)
+        t2 = time.perf_counter()
         r = dict(name=m["name"], kind=m["kind"], n_params=n_params, n_params_non_embedding=n_non_emb,
-                 tokens_seen=m["tokens_seen"], run=m.get("run"), documents=m["starts"], seconds=round(seconds, 2),
-                 **summarize(avg, per_text, args.offdiag, args.last_n, boot_idx, args.ci))
+                 tokens_seen=m["tokens_seen"], run=m.get("run"), documents=m["starts"],
+                 load_seconds=round(t1 - t0, 2), measure_seconds=round(t2 - t1, 2), seconds=round(t2 - t0, 2),
+                 **summary)
         results.append(r)
-        print(f"{r['name']}: rho {r['spearman']:+.3f}, tau {r['kendall']:+.3f}, last layer {r['last_layer_mean']:.3f} "
-              f"({seconds:.1f} s)", flush=True)
+        print(f"{r['name']}: rho {r['spearman']:+.3f}, excess rho {r['excess_spearman']:+.3f}, tau {r['kendall']:+.3f}, "
+              f"last layer {r['last_layer_mean']:.3f} (loaded in {t1 - t0:.1f} s, measured in {t2 - t1:.1f} s)",
+              flush=True)
     sized = sorted(results, key=lambda r: r["n_params"]) if len({r["n_params"] for r in results}) > 2 else []
     report = {"settings": {k: v for k, v in vars(args).items() if k != "models"} | {"data": described},
               "size_trend": {key: trend([r[key] for r in sized], [r["spearman"] for r in sized])
-                             for key in ("n_params", "n_params_non_embedding")} if sized else None,
+                             for key in ("n_params", "n_params_non_embedding")} | {
+                                 "families": sorted({plots.family(r) for r in sized})} if sized else None,
               "pairs": [pair(a, b, args.ci) for a, b in zip(results[::2], results[1::2])] if args.paired else [],
               "runs": {run: trend([r["tokens_seen"] for r in rs], [r["spearman"] for r in rs])
                        for run, rs in snapshot_runs(results).items()},
@@ -272,7 +502,8 @@ def trend(x, y):
 def pair(a, b, ci):
     """b against a (say a distilled model against its base): differences and their paired bootstrap CIs."""
     out = {"base": a["name"], "other": b["name"], "same_texts": a["documents"] == b["documents"]}
-    for key in ("spearman", "kendall", "last_layer_mean"):
+    keys = ("spearman", "kendall", "last_layer_mean", "excess_spearman", "last_layer_excess", "within_std_spearman")
+    for key in (k for k in keys if k in a and k in b):
         out["d_" + key] = b[key] - a[key]
         if "boot" in a:
             out[f"d_{key}_ci"] = ci_of(b["boot"][key] - a["boot"][key], ci)
@@ -291,46 +522,59 @@ def snapshot_runs(results):
 
 # ------------------------------------------------------------------------------------------------ output
 
-FIGURES = ("heatmaps.png", "layer_means.png", "size_trend.png")
-CSV_KEYS = ("name", "n_params", "n_params_non_embedding", "tokens_seen", "n_hidden", "spearman", "spearman_p",
-            "spearman_ci", "kendall", "kendall_p", "kendall_ci", "last_layer_mean", "last_n_mean", "seconds")
+FIGURES = ("heatmaps.png", "layer_means.png", "layer_measures.png", "size_trend.png")
+RANKS = ("spearman", "spearman_p", "spearman_ci", "kendall", "kendall_p", "kendall_ci")
+CSV_KEYS = ("name", "n_params", "n_params_non_embedding", "tokens_seen", "n_hidden", *RANKS, "last_layer_mean",
+            "last_n_mean", *(f"{m}_{k}" for m in MEASURES for k in RANKS),
+            *(f"last_layer_{m}" for m in (*MEASURES, "erank_ratio")), "load_seconds", "measure_seconds", "seconds")
+LAYER_KEYS = ("across", "excess", "rogue", "erank", "erank_ratio", "within_std")  # condensation_layers.csv's columns
 
 
-def write_outputs(results, report, folder):
+def write_outputs(results, report, folder, size_by="n_params"):
     text = re.sub(r"(?<=[\s\[])-?(NaN|Infinity)\b", "null", json.dumps(report, indent=1))  # e.g. rho of a flat curve
     text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)  # short lists
     (folder / "condensation.json").write_text(text + "\n")
     cell = lambda v: " ".join(map(str, v)) if isinstance(v, list) else v  # a confidence interval as "lo hi"
+    layer_rows = [[r["name"], layer, layer / (r["n_hidden"] - 1), r["layer_mean"][layer], r["layer_std"][layer],
+                   *(r["layer_" + k][layer] if "layer_" + k in r else None for k in LAYER_KEYS)]
+                  for r in results for layer in range(r["n_hidden"])]
     tables = {"condensation.csv": [CSV_KEYS] + [[cell(r.get(k)) for k in CSV_KEYS] for r in results],
-              "condensation_layers.csv": [("name", "layer", "layer_fraction", "mean", "std")] + [
-                  [r["name"], layer, layer / (r["n_hidden"] - 1), mu, sd]
-                  for r in results for layer, (mu, sd) in enumerate(zip(r["layer_mean"], r["layer_std"]))]}
+              "condensation_layers.csv": [("name", "layer", "layer_fraction", "mean", "std", *LAYER_KEYS)] + layer_rows}
     for name, rows in tables.items():
         with open(folder / name, "w", newline="") as f:
             csv.writer(f).writerows(rows)
-    plots.draw_all(results, snapshot_runs(results), folder)
+    plots.draw_all(results, snapshot_runs(results), folder, size_by)
 
 
-def print_table(results, report, last_n):
+def print_table(results, report, last_n, size_by="n_params"):
     def fmt(r, k):  # r[k] and its confidence interval r[k_ci], when it has one
         ci = r.get(k + "_ci")
         return f"{r[k]:+.3f}" + (f" [{ci[0]:+.2f},{ci[1]:+.2f}]" if ci else "")
-    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'tau [CI]':>22s} "
-          f"{'last':>6s} {f'last{last_n}':>6s}")
+    std = "within_std_spearman" in results[0]
+    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'excess rho [CI]':>22s} "
+          + (f"{'std rho [CI]':>22s} " if std else "") + f"{'tau [CI]':>22s} {'last':>6s} {f'last{last_n}':>6s} "
+          f"{'erank/C':>7s}")
     for r in sorted(results, key=lambda r: r["n_params"]):
         print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
-              f"{r['n_hidden']:4d} {fmt(r, 'spearman'):>22s} {fmt(r, 'kendall'):>22s} {r['last_layer_mean']:6.3f} "
-              f"{r['last_n_mean']:6.3f}")
+              f"{r['n_hidden']:4d} {fmt(r, 'spearman'):>22s} {fmt(r, 'excess_spearman'):>22s} "
+              + (f"{fmt(r, 'within_std_spearman'):>22s} " if std else "") + f"{fmt(r, 'kendall'):>22s} "
+              f"{r['last_layer_mean']:6.3f} {r['last_n_mean']:6.3f} {r['last_layer_erank_ratio']:7.3f}")
     if report["size_trend"]:
-        t = report["size_trend"]["n_params"]
-        print(f"size trend over {t['n']} models: Spearman(size, rho) {t['spearman']:+.3f} (p {t['spearman_p']:.3g}), "
+        t = report["size_trend"][size_by]
+        print(f"size trend over {t['n']} models ({'non-embedding ' * (size_by != 'n_params')}parameters): "
+              f"Spearman(size, rho) {t['spearman']:+.3f} (p {t['spearman_p']:.3g}), "
               f"Kendall {t['kendall']:+.3f} (p {t['kendall_p']:.3g})")
+        if len(families := report["size_trend"]["families"]) > 1:
+            print(f"note: the size trend mixes model families ({', '.join(families)})")
     for p in report["pairs"]:
-        print(f"{p['other']} - {p['base']}: d_rho {fmt(p, 'd_spearman')}, d_last {p['d_last_layer_mean']:+.3f}"
-              + ("" if p["same_texts"] else " (texts differ)"))
+        print(f"{p['other']} - {p['base']}: d_rho {fmt(p, 'd_spearman')}, d_excess_rho {fmt(p, 'd_excess_spearman')}, "
+              f"d_last {p['d_last_layer_mean']:+.3f}" + ("" if p["same_texts"] else " (texts differ)"))
 
 
 # ------------------------------------------------------------------------------------------------ command line
+
+SEQ_LEN = 512  # the paper's text length, when every model's context allows it
+
 
 def parse_args(argv=None):
     formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
@@ -338,23 +582,33 @@ def parse_args(argv=None):
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="checkpoint, run directory, GPT-2 name/dir, hf:<name>[@revision]")
     p.add_argument("--data", default="austen", help=".txt/.jsonl file, bundled source or prepared dataset name")
+    p.add_argument("--split", default="val", choices=["val", "all"],
+                   help="of a bundled or prepared dataset: val (documents no model trained on) or all documents")
     p.add_argument("--field", default="text", help="JSON field holding the text of a .jsonl file")
     p.add_argument("--n_texts", type=int, default=100, help="texts per model (the paper: 100)")
-    p.add_argument("--seq_len", type=int, default=512, help="tokens per text (the paper: 512)")
+    p.add_argument("--seq_len", type=int, default=None,
+                   help=f"tokens per text (default: the paper's {SEQ_LEN}, or the models' smallest context if shorter)")
     p.add_argument("--seed", type=int, default=0, help="seeds the choice of documents and the bootstrap")
     p.add_argument("--offdiag", action="store_true", help="leave each token's cosine with itself (1) out")
+    p.add_argument("--standardize", action="store_true",
+                   help="also within_std: a second pass with every channel standardised (mean 0, variance 1)")
+    p.add_argument("--rogue_k", type=int, default=3, help="rogue: the share of the squared norm in the k largest channels")
     p.add_argument("--last_n", type=int, default=3, help="also report the mean over the last n layers")
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples of the texts (0: no CIs)")
     p.add_argument("--ci", type=float, default=0.95, help="confidence level of the bootstrap intervals")
     p.add_argument("--paired", action="store_true", help="models come in pairs (base, other): report differences")
     p.add_argument("--snapshots", action="store_true", help="a run directory means all its ckpt_NNNNNN.pt")
+    p.add_argument("--size_by", default="total", choices=["total", "non_embedding"],
+                   help="model size in the size trend's figure and line: all parameters or non-embedding ones")
     p.add_argument("--batch_size", type=int, default=4, help="texts per forward pass")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bf16"], help="bf16: for GPUs")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the models run: cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bf16"],
+                   help="the models' weights and activations (the measures are taken in float32 either way)")
     p.add_argument("--out", default="out_measure", help="folder for the results")
     args = p.parse_args(argv)
-    for name, low in (("n_texts", 1), ("seq_len", 2), ("last_n", 1), ("n_boot", 0), ("batch_size", 1)):
-        if getattr(args, name) < low:
+    for name, low in (("n_texts", 1), ("seq_len", 2), ("last_n", 1), ("n_boot", 0), ("batch_size", 1), ("rogue_k", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
             p.error(f"--{name} must be at least {low}")
     if not 0 < args.ci < 1:
         p.error("--ci must be between 0 and 1")
@@ -370,19 +624,22 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
+    size_by = "n_params" if args.size_by == "total" else "n_params_non_embedding"
     try:
         results, report = measure_all(args)
-        # everything is written into a fresh folder beside --out, then moved in: never a half-written result
-        with tempfile.TemporaryDirectory(prefix=".measure-", dir=out.parent if out.parent.is_dir() else None) as tmp:
-            write_outputs(results, report, Path(tmp))
-            out.mkdir(parents=True, exist_ok=True)
-            for old in [*out.glob("condensation*.*"), *out.glob("training*.png")] + [out / f for f in FIGURES]:
-                old.unlink(missing_ok=True)  # a last run's files that this run does not rewrite would mix in
-            for f in Path(tmp).iterdir():
-                shutil.move(str(f), str(out / f.name))
+        try:  # everything is written into a fresh folder beside --out, then moved in: never a half-written result
+            with tempfile.TemporaryDirectory(prefix=".measure-", dir=out.parent if out.parent.is_dir() else None) as tmp:
+                write_outputs(results, report, Path(tmp), size_by)
+                out.mkdir(parents=True, exist_ok=True)
+                for old in [*out.glob("condensation*.*"), *out.glob("training*.png")] + [out / f for f in FIGURES]:
+                    old.unlink(missing_ok=True)  # a last run's files that this run does not rewrite would mix in
+                for f in Path(tmp).iterdir():
+                    shutil.move(str(f), str(out / f.name))
+        except OSError as e:  # the temporary folder's name would mean nothing to the user
+            raise MeasureError(f"cannot write the results into --out {args.out}: {e.strerror or e}") from None
     except (MeasureError, ModelError, DataError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
-    print_table(results, report, args.last_n)
+    print_table(results, report, args.last_n, size_by)
     print(f"wrote {out}")
     return report
 

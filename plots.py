@@ -4,23 +4,30 @@ The paper's figures, drawn from measure.py's results (matplotlib, files only):
   heatmaps.png     per model: x = layer fraction, y = cosine similarity, colour = share of token pairs in each bin
                    of that layer's text-averaged cosine matrix; all models on one colour scale
   layer_means.png  the per-layer mean cosine of every model, with a band of +-1 sd over texts
-  size_trend.png   rho and tau against parameters (when the models differ in size)
+  layer_measures.png  per layer: within- and across-text mean cosine, within after standardising channels (when
+                   measured) and the effective rank, one colour per model
+  size_trend.png   rho and tau against parameters (from three models of different sizes)
   training.png     rho and tau of each run's snapshots against training tokens (when there are snapshots)
 """
 
 import contextlib
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 
-def draw_all(results, runs, folder):
-    """Every figure that the results call for, into folder; runs: {run: its snapshots' results, by tokens}."""
+def draw_all(results, runs, folder, size_by="n_params"):
+    """Every figure that the results call for, into folder; runs: {run: its snapshots' results, by tokens};
+    size_by: the size of the size trend's x-axis, n_params or n_params_non_embedding."""
     plot_heatmaps(results, folder / "heatmaps.png")
     plot_layer_means(results, folder / "layer_means.png")
-    if len({r["n_params"] for r in results}) > 1:
-        plot_size_trend(results, folder / "size_trend.png")
+    if "layer_across" in results[0]:
+        plot_layer_measures(results, folder / "layer_measures.png")
+    if len({r[size_by] for r in results}) > 2:  # a trend needs three sizes at least
+        plot_size_trend(results, folder / "size_trend.png", size_by)
     if runs:
         plot_training(runs, folder / "training.png")
 
@@ -40,13 +47,27 @@ def figure(path, size=(6.4, 4), **kw):
 
 
 def short(name, width):
-    """A model's name for a figure or table: a run directory by its own name, a snapshot as run/ckpt_NNNNNN."""
+    """A model's name for a figure or table: a run directory by its own name, a snapshot as run/ckpt_NNNNNN, an
+    hf: model by its name without the organisation or by its directory's name (hf:Qwen/Qwen3-0.6B -> Qwen3-0.6B)."""
+    if name.startswith("hf:"):
+        name, at, revision = name[3:].partition("@")
+        return (Path(name).name + at + revision)[-width:]
     path = Path(name)
     if path.suffix == ".pt":
         name = f"{path.parent.name}/{path.stem}"
     elif path.exists():
         name = path.resolve().name
     return name[-width:]
+
+
+def family(r):
+    """A model's family, for the size trend: our checkpoints, GPT-2, or an hf: model's name without its size
+    and revision (hf:Qwen/Qwen3-0.6B and hf:Qwen/Qwen3-1.7B are both Qwen/Qwen3)."""
+    if r["kind"] != "hf":
+        return r["kind"]
+    name = r["name"].removeprefix("hf:").partition("@")[0]
+    name = Path(name).name if os.path.exists(name) else name
+    return re.sub(r"[-_.]?\d+(\.\d+)?[mbk]\d*\b.*$", "", name, flags=re.IGNORECASE) or name
 
 
 def plot_heatmaps(results, path):
@@ -87,10 +108,12 @@ def plot_layer_means(results, path):
         ax.legend(fontsize=7)
 
 
-def plot_size_trend(results, path):
-    """rho and tau against model size (log scale), with their bootstrap confidence intervals over texts."""
-    rs = sorted(results, key=lambda r: r["n_params"])
-    x = np.array([r["n_params"] for r in rs], dtype=float)
+def plot_size_trend(results, path, size_by="n_params"):
+    """rho and tau against model size (log scale), with their bootstrap confidence intervals over texts; the title
+    says so when the models are of different families (kinds, or hf: names without their sizes)."""
+    rs = sorted(results, key=lambda r: r[size_by])
+    x = np.array([r[size_by] for r in rs], dtype=float)
+    families = sorted({family(r) for r in rs})
     with figure(path) as (fig, ax):
         for stat, marker in (("spearman", "o"), ("kendall", "s")):
             y = np.array([r[stat] for r in rs])
@@ -101,9 +124,49 @@ def plot_size_trend(results, path):
             ax.annotate(short(r["name"], 24), (xi, r["spearman"]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
         ax.axhline(0, color="grey", lw=0.5)
-        ax.set(xlabel="parameters", ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05),
-               title="condensation against model size")
+        mixed = f"\nmodels of {len(families)} families: {', '.join(families)}" if len(families) > 1 else ""
+        ax.set(xlabel="non-embedding parameters" if size_by != "n_params" else "parameters",
+               ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05),
+               title="condensation against model size" + mixed)
         ax.legend(fontsize=8)
+
+
+def model_colours(n):
+    """n colours that a reader tells apart: the 10 of tab10, then 20 of tab20, beyond that an ordered colour map
+    (snapshots of a run, say, where the order is what matters)."""
+    from matplotlib import colormaps
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in (*range(0, 20, 2), *range(1, 20, 2))[:n]]  # dark ones first
+    return [colormaps["viridis"](i / (n - 1)) for i in range(n)]
+
+
+def plot_layer_measures(results, path):
+    """Per layer, one colour per model: within (solid) and across (dashed) mean cosine, so that excess is the gap
+    between them; within after standardising each channel, when measured; the effective rank over the width."""
+    panels = ["within", *(["within_std"] if "layer_within_std" in results[0] else []), "erank"]
+    colours = model_colours(len(results))
+    with figure(path, (4.6 * len(panels), 4.4), ncols=len(panels), squeeze=False) as (fig, axes):
+        axes = dict(zip(panels, axes[0]))
+        for r, colour in zip(results, colours):
+            x = np.linspace(0, 1, r["n_hidden"])
+            axes["within"].plot(x, r["layer_mean"], "-", color=colour, lw=1.2, label=short(r["name"], 32))
+            axes["within"].plot(x, r["layer_across"], "--", color=colour, lw=1)
+            if "within_std" in axes:
+                axes["within_std"].plot(x, r["layer_within_std"], "-", color=colour, lw=1.2)
+            axes["erank"].plot(x, r["layer_erank_ratio"], "-", color=colour, lw=1.2)
+        axes["within"].plot([], [], "k-", label="within a text")  # the two line styles, in the same legend
+        axes["within"].plot([], [], "k--", label="across texts")
+        axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
+        if "within_std" in axes:
+            axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
+        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
+        for ax in axes.values():
+            ax.set_xlabel("layer fraction")
+            ax.axhline(0, color="grey", lw=0.5)
+        fig.legend(*axes["within"].get_legend_handles_labels(), loc="outside right upper", fontsize=7,
+                   ncols=1 + len(results) // 24)
 
 
 def plot_training(runs, path):

@@ -12,11 +12,11 @@ import pytest
 import torch
 from scipy import stats
 
-import load
 import measure
 import model
-from data.prepare import prepare
-from data.tokenizer import GPT2_RANKS_FILE, char_spec
+import plots
+from data.prepare import load_split, prepare, source_documents
+from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer
 
 
 def numpy_cosines(h):
@@ -69,6 +69,47 @@ FAST = ["--n_texts", "6", "--seq_len", "32", "--n_boot", "50"]
 
 # ------------------------------------------------------------------------------------------------ the numbers
 
+def unit(h):
+    h = np.asarray(h, dtype=np.float64)
+    return h / np.linalg.norm(h, axis=-1, keepdims=True)
+
+
+def numpy_across(texts):
+    """The mean cosine over every pair of tokens of two different texts [N][T, C], pair by pair."""
+    u = [unit(t) for t in texts]
+    return np.mean([u[n][i] @ u[m][j] for n in range(len(u)) for m in range(len(u)) if n != m
+                    for i in range(len(u[n])) for j in range(len(u[m]))])
+
+
+def numpy_rogue(tokens, k):
+    q = np.sort((np.asarray(tokens, dtype=np.float64) ** 2).sum(0))  # each channel's sum of squares
+    return q[-k:].sum() / q.sum()
+
+
+def numpy_erank(tokens):
+    sigma = np.linalg.svd(unit(tokens), compute_uv=False)  # of the [tokens, C] matrix itself
+    p = sigma[sigma > 1e-12] / sigma.sum()
+    return np.exp(-(p * np.log(p)).sum())
+
+
+def numpy_within_std(texts, offdiag):
+    flat = np.concatenate(texts).astype(np.float64)
+    z = [(t - flat.mean(0)) / flat.std(0) for t in texts]
+    return [numpy_mean(numpy_cosines(t), offdiag) for t in z]
+
+
+def all_measures(texts, offdiag=False, k=3, boot_idx=None):
+    """measure.py's numbers for one layer given as its texts' hidden states [N, T, C], through both passes."""
+    h = torch.as_tensor(np.asarray(texts), dtype=torch.float32)
+    hidden_fn = lambda idx: [h[idx[:, 0]]]  # token 0 of each text names the text
+    idx = torch.arange(len(h))[:, None].expand(-1, h.shape[1])
+    st = measure.layer_stats(hidden_fn, idx, 2, offdiag)
+    st["within_std"] = measure.standardized_within(hidden_fn, idx, *measure.channel_moments(st, h.shape[0] * h.shape[1]),
+                                                   2, offdiag)
+    r = measure.summarize(st, offdiag, last_n=1, boot_idx=boot_idx, k=k)
+    return {m: r["layer_" + m][0] for m in ("mean", *measure.MEASURES, "erank_ratio")} | {"all": r, "stats": st}
+
+
 @pytest.mark.parametrize("offdiag", [False, True])
 def test_cosines_match_numpy(offdiag):
     h = torch.randn(3, 7, 5, generator=torch.Generator().manual_seed(0))
@@ -80,18 +121,86 @@ def test_cosines_match_numpy(offdiag):
         assert abs(means[b].item() - numpy_mean(ref, offdiag)) < 1e-6
 
 
-def test_identical_tokens_give_one():
-    h = torch.randn(1, 1, 16).expand(2, 10, 16) * torch.rand(2, 10, 1) * 5  # one direction, any positive length
+@pytest.mark.parametrize("offdiag", [False, True])
+def test_every_measure_matches_numpy(offdiag):
+    rng = np.random.default_rng(0)
+    texts = rng.normal(size=(5, 6, 8)) + rng.normal(size=8)  # a shared offset, so that across is not ~0
+    texts[..., 2] *= 4  # and a channel larger than the others
+    got = all_measures(texts, offdiag, k=2)
+    within = np.mean([numpy_mean(numpy_cosines(t), offdiag) for t in texts])
+    flat = texts.reshape(-1, 8)
+    want = {"mean": within, "across": numpy_across(texts), "excess": within - numpy_across(texts),
+            "rogue": numpy_rogue(flat, 2), "erank": numpy_erank(flat), "erank_ratio": numpy_erank(flat) / 8,
+            "within_std": np.mean(numpy_within_std(texts, offdiag))}
+    assert got["within_std"] != pytest.approx(within)  # standardising changes it
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-5), key
+    # the within-text mean from each text's sum of unit vectors is the mean of its cosine matrix
+    st = got["stats"]
+    assert np.allclose(measure.within_from_sums(st["s"], 6, offdiag), st["within"], atol=1e-6)
+
+
+def test_identical_tokens():
+    v = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    h = v * (1 + 4 * torch.rand(4, 10, 1, generator=torch.Generator().manual_seed(1)))  # one direction, any length
     for offdiag in (False, True):
-        assert torch.allclose(measure.matrix_means(measure.cosine_matrices(h), offdiag), torch.ones(2), atol=1e-6)
+        assert torch.allclose(measure.matrix_means(measure.cosine_matrices(h), offdiag), torch.ones(4), atol=1e-6)
+    got = all_measures(h.numpy())
+    assert got["mean"] == pytest.approx(1, abs=1e-6) and got["across"] == pytest.approx(1, abs=1e-6)
+    assert got["excess"] == pytest.approx(0, abs=1e-6) and got["erank"] == pytest.approx(1, abs=1e-4)
+    assert got["rogue"] == pytest.approx(np.sort(v.numpy() ** 2)[-3:].sum() / (v.numpy() ** 2).sum(), abs=1e-6)
 
 
-def test_orthonormal_tokens_give_one_over_t_or_zero():
-    T = 12
-    q, _ = torch.linalg.qr(torch.randn(T, T, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
-    cos = measure.cosine_matrices(q[None])
+def test_orthonormal_tokens():
+    N, T, C = 3, 4, 16
+    q, _ = torch.linalg.qr(torch.randn(C, C, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    cos = measure.cosine_matrices(q[None, :T])
     assert abs(measure.matrix_means(cos).item() - 1 / T) < 1e-6  # only the diagonal's T ones, over T^2 entries
     assert abs(measure.matrix_means(cos, offdiag=True).item()) < 1e-6
+    got = all_measures(q[:N * T].reshape(N, T, C).numpy())  # every token of every text orthogonal to every other
+    assert got["mean"] == pytest.approx(1 / T, abs=1e-6) and got["across"] == pytest.approx(0, abs=1e-6)
+    assert got["erank"] == pytest.approx(N * T, abs=1e-4) and got["erank_ratio"] == pytest.approx(N * T / C)
+
+
+def test_a_shared_offset_is_anisotropy_not_excess():
+    rng = np.random.default_rng(0)
+    texts = rng.normal(size=(8, 16, 64))
+    for offdiag in (False, True):
+        plain, shifted = all_measures(texts, offdiag), all_measures(texts + 1.5 * rng.normal(size=64), offdiag)
+        assert shifted["mean"] - plain["mean"] > 0.5 and shifted["across"] - plain["across"] > 0.5  # rise together
+        assert shifted["excess"] < plain["excess"] + 0.02  # excess does not
+        assert shifted["erank"] < plain["erank"] - 10  # one direction now stands out of the cloud
+
+
+def test_one_huge_channel_is_rogue_not_within_std():
+    rng = np.random.default_rng(1)
+    texts = rng.normal(size=(8, 16, 64))
+    huge = texts.copy()
+    huge[..., 5] += 40  # every token gets a large value in one channel
+    plain, rogue = all_measures(texts), all_measures(huge)
+    assert rogue["mean"] - plain["mean"] > 0.5 and rogue["rogue"] - plain["rogue"] > 0.5
+    assert rogue["within_std"] == pytest.approx(plain["within_std"], abs=1e-4)  # the channel is standardised away
+
+
+def test_bootstrap_of_across_leaves_out_a_text_paired_with_itself():
+    rng = np.random.default_rng(2)
+    texts = rng.normal(size=(5, 3, 4)) + rng.normal(size=4)
+    st = all_measures(texts)["stats"]
+    boot_idx = rng.integers(0, 5, (6, 5))
+    counts = np.stack([np.bincount(rows, minlength=5) for rows in boot_idx])
+    got = measure.across_mean(st["s"], 3, counts)[:, 0]
+    for rows, value in zip(boot_idx, got):
+        u = [unit(texts[n]) for n in rows]
+        ref = np.mean([u[a][i] @ u[b][j] for a in range(5) for b in range(5) if rows[a] != rows[b]
+                       for i in range(3) for j in range(3)])
+        assert value == pytest.approx(ref, abs=1e-6)
+    # the resample of every text once is the measurement itself
+    tokens = torch.randint(0, 50, (5, 9), generator=torch.Generator().manual_seed(1))
+    st = measure.layer_stats(fake_model(), tokens)
+    st["within_std"] = measure.standardized_within(fake_model(), tokens, *measure.channel_moments(st, 45))
+    r = measure.summarize(st, boot_idx=np.arange(5)[None])
+    for m in ("across", "excess", "rogue", "within_std"):
+        assert r[f"{m}_spearman_ci"] == pytest.approx([r[f"{m}_spearman"]] * 2, nan_ok=True), m
 
 
 def test_rising_curve_gives_rho_tau_one_and_rank_stats_match_scipy():
@@ -104,7 +213,7 @@ def test_rising_curve_gives_rho_tau_one_and_rank_stats_match_scipy():
     assert np.allclose(tau, [stats.kendalltau(np.arange(9), row)[0] for row in y])
     # through summarize, from a stack of layer matrices whose means rise with depth
     avg = torch.stack([torch.full((4, 4), v, dtype=torch.float64) for v in rising[0]])
-    out = measure.summarize(avg, np.tile(rising, (3, 1)), boot_idx=np.zeros((5, 3), dtype=int))
+    out = measure.summarize({"avg": avg, "within": np.tile(rising, (3, 1))}, boot_idx=np.zeros((5, 3), dtype=int))
     assert out["spearman"] == pytest.approx(1) and out["kendall"] == pytest.approx(1)
     assert out["spearman_ci"] == pytest.approx([1, 1])
     assert out["last_n_mean"] == pytest.approx(np.mean([0.25, 0.5, 0.9]))
@@ -116,11 +225,12 @@ def test_average_over_texts_is_entry_by_entry(offdiag):
     tokens = torch.randint(0, 50, (7, 9), generator=torch.Generator().manual_seed(1))
     ref = [[numpy_cosines(h[0]) for h in hidden_fn(tokens[n:n + 1])] for n in range(7)]  # [N][L] matrices
     for batch_size in (1, 3, 7):
-        avg, per_text = measure.layer_cosines(hidden_fn, tokens, batch_size, offdiag)
-        assert avg.shape == (4, 9, 9)
-        assert np.allclose(avg.numpy(), np.mean(ref, axis=0), atol=1e-6)
-        assert np.allclose(per_text, [[numpy_mean(c, offdiag) for c in layers] for layers in ref], atol=1e-6)
-    out = measure.summarize(avg, per_text, offdiag, boot_idx=np.arange(7)[None])
+        st = measure.layer_stats(hidden_fn, tokens, batch_size, offdiag)
+        assert st["avg"].shape == (4, 9, 9) and st["s"].shape == st["sq"].shape == (7, 4, 8)
+        assert np.allclose(st["avg"].numpy(), np.mean(ref, axis=0), atol=1e-6)
+        assert np.allclose(st["within"], [[numpy_mean(c, offdiag) for c in layers] for layers in ref], atol=1e-6)
+    per_text = st["within"]
+    out = measure.summarize(st, offdiag, boot_idx=np.arange(7)[None])
     # the mean of the averaged matrix is the mean of the per-text means, so a bootstrap over per-text means is exact
     assert np.allclose(out["layer_mean"], per_text.mean(0), atol=1e-9)
     assert out["spearman_ci"][0] == pytest.approx(out["spearman"])
@@ -128,16 +238,21 @@ def test_average_over_texts_is_entry_by_entry(offdiag):
     assert np.allclose(out["hist"].sum(1), 1)  # each layer's histogram holds every entry it looks at
 
 
-def test_condensation_summary_matches_the_full_measurement():
+def test_condensation_summary_matches_numpy():
     torch.manual_seed(0)
     net = model.GPT(model.GPTConfig(block_size=32, vocab_size=40, n_layer=3, n_head=2, n_embd=16)).train()
     idx = torch.randint(0, 40, (4, 32))
     net.lm_head.register_forward_hook(lambda *_: pytest.fail("the output layer ran"))  # hidden states need no logits
     got = measure.condensation_summary(net, idx)
     assert net.training  # left as it was
-    avg, per_text = measure.layer_cosines(load.ours(net, "cpu", torch.float32)["hidden"], idx)
-    full = measure.summarize(avg, per_text)
-    assert got == pytest.approx({"rho": full["spearman"], "tau": full["kendall"], "last_cos": full["last_layer_mean"]})
+    with torch.no_grad():
+        hidden = [h.numpy() for h in net.eval()(idx, return_hidden=True, head=False)[2]]
+    within = [np.mean([numpy_mean(numpy_cosines(t), False) for t in h]) for h in hidden]
+    assert got["spearman"] == pytest.approx(stats.spearmanr(range(4), within)[0])
+    assert got["kendall"] == pytest.approx(stats.kendalltau(range(4), within)[0])
+    assert got["last_layer_mean"] == pytest.approx(within[-1], abs=1e-6)
+    assert got["last_layer_excess"] == pytest.approx(within[-1] - numpy_across(hidden[-1]), abs=1e-6)
+    assert got["last_layer_erank"] == pytest.approx(numpy_erank(hidden[-1].reshape(-1, 16)), abs=1e-4)
 
 
 # ------------------------------------------------------------------------------------------------ the texts
@@ -169,47 +284,121 @@ def test_documents_from_each_source(tmp_path):
     assert measure.load_documents(str(tmp_path / "d.jsonl"), field="body")[0] == docs
     (tmp_path / "d.txt").write_text("\n\n".join(docs))
     assert len(measure.load_documents(str(tmp_path / "d.txt"))[0]) == 24  # a .txt file: one document per paragraph
-    assert len(measure.load_documents("austen")[0]) > 100  # the bundled default: one document per chapter
+    assert len(measure.load_documents("austen", split="all")[0]) == 269  # every chapter, as bundled
     # a prepared dataset: its val split, cut at <|endoftext|> into the very documents it was made of
     prepare(str(tmp_path / "ds"), docs, {"name": "gpt2"}, val_fraction=0.5, verbose=False)
     val, described = measure.load_documents(str(tmp_path / "ds"))
-    assert described.endswith("(val)") and len(val) == 6 and set(val[i] for i in range(6)) < set(docs)
+    assert described.endswith("(val, 6 documents)") and len(val) == 6 and set(val[i] for i in range(6)) < set(docs)
+    everything, described = measure.load_documents(str(tmp_path / "ds"), split="all")
+    assert described.endswith("(train and val, 12 documents)") and sorted(everything) == sorted(docs)
     # char data has no document marker: its blank-line separated paragraphs are the documents
     prepare(str(tmp_path / "dc"), docs, {"name": "char"}, val_fraction=0.5, verbose=False)
     assert len(measure.load_documents(str(tmp_path / "dc"))[0]) == 12
 
 
+def test_a_bundled_source_means_its_prepared_val_split(tmp_path):
+    # prepared here from the bundled chapters with prepare's defaults, as `python data/prepare.py austen_char` does
+    meta = prepare(str(tmp_path / "ac"), source_documents("austen"), {"name": "char"}, verbose=False)
+    val = measure.paragraphs(get_tokenizer(meta["tokenizer"])[1](load_split(str(tmp_path / "ac"), "val")))
+    held, described = measure.load_documents("austen_char")
+    assert held == val and f"the {meta['n_val_docs']} val documents" in described
+    assert measure.load_documents("austen")[0] == held  # the same documents, whatever the tokenizer
+    # the suite's protocol fits in held-out text: 100 texts of 128 characters
+    encode = get_tokenizer(meta["tokenizer"])[0]
+    tokens, starts = measure.select_texts(held, encode, 100, 128, seed=0)
+    assert tokens.shape == (100, 128) and len(set(starts)) == 100
+
+
+def test_a_tokenizer_that_gives_nothing_stops_the_selection():
+    docs = ["Some words of a document." * 4] * 5000
+    with pytest.raises(measure.MeasureError) as e:
+        measure.select_texts(docs, lambda text: [], 10, 32, seed=0, what=" for m")
+    assert str(e.value) == ("the tokenizer encodes 1,120 characters of text to no tokens at all for m "
+                            "(an empty or broken tokenizer?)")  # ten documents joined, at the first start
+
+
 # ------------------------------------------------------------------------------------------------ the command line
 
-def test_cli_outputs_and_figures(corpus):
+def test_cli_outputs_and_figures(corpus, capsys):
     tmp, _ = corpus
     out = tmp / "out"
     report = measure.main([str(tmp / "small.pt"), str(tmp / "big.pt"), "--data", str(tmp / "docs.jsonl"),
-                           "--out", str(out), "--paired", *FAST])
+                           "--out", str(out), "--paired", "--standardize", *FAST])
     files = sorted(p.name for p in out.iterdir())
     assert files == ["condensation.csv", "condensation.json", "condensation_layers.csv", "heatmaps.png",
-                     "layer_means.png", "size_trend.png"]
+                     "layer_means.png", "layer_measures.png"]  # no size trend from two models
     saved = json.loads((out / "condensation.json").read_text())
     assert [m["name"] for m in saved["models"]] == [str(tmp / "small.pt"), str(tmp / "big.pt")]
     small, big = saved["models"]
     assert len(small["layer_mean"]) == 3 and len(big["layer_mean"]) == 5 and small["n_params"] < big["n_params"]
-    for key in ("spearman", "spearman_p", "kendall", "kendall_p", "n_params_non_embedding", "layer_std"):
-        assert key in small
+    for key in ("spearman", "spearman_p", "kendall", "kendall_p", "n_params_non_embedding", "layer_std",
+                "load_seconds", "measure_seconds", "layer_erank_ratio", "last_layer_erank_ratio"):
+        assert key in small, key
+    for m in measure.MEASURES:
+        assert len(small["layer_" + m]) == 3 and isinstance(small["last_layer_" + m], float), m
+        for key in ("spearman", "spearman_p", "kendall", "kendall_p") + (("spearman_ci", "kendall_ci") if m != "erank"
+                                                                        else ()):
+            assert f"{m}_{key}" in small, (m, key)
+    assert small["layer_excess"] == pytest.approx(np.subtract(small["layer_mean"], small["layer_across"]).tolist())
     assert small["documents"] == big["documents"]  # the same documents for every model
     assert saved["pairs"][0]["d_spearman"] == pytest.approx(big["spearman"] - small["spearman"])
-    assert len((out / "condensation_layers.csv").read_text().splitlines()) == 1 + 3 + 5
+    assert saved["pairs"][0]["d_excess_spearman"] == pytest.approx(big["excess_spearman"] - small["excess_spearman"])
+    layers = (out / "condensation_layers.csv").read_text().splitlines()
+    assert len(layers) == 1 + 3 + 5 and layers[0].endswith("std,across,excess,rogue,erank,erank_ratio,within_std")
+    header = (out / "condensation.csv").read_text().splitlines()[0].split(",")
+    assert {"excess_spearman", "excess_spearman_ci", "within_std_kendall", "last_layer_rogue"} <= set(header)
     import matplotlib.image
-    for name in ("heatmaps.png", "layer_means.png", "size_trend.png"):
+    for name in ("heatmaps.png", "layer_means.png", "layer_measures.png"):
         pixels = matplotlib.image.imread(out / name)
         assert pixels.shape[0] > 100 and pixels[..., :3].std() > 0.05, name  # drawn, not blank
     assert report["models"][0]["spearman"] == small["spearman"]
+    printed = capsys.readouterr().out
+    assert "texts 6/6" in printed and "texts, standardised 6/6" in printed and "excess rho [CI]" in printed
+
+
+def test_text_length_defaults_to_the_shortest_context(corpus, capsys):
+    tmp, _ = corpus  # the checkpoints' context is 64
+    report = measure.main([str(tmp / "small.pt"), "--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "o"),
+                           "--n_texts", "4", "--n_boot", "0", "--dtype", "bf16"])
+    assert report["settings"]["seq_len"] == 64
+    assert (f"texts of 64 tokens: the shorter of 512 and the smallest context of the models ({tmp / 'small.pt'}); "
+            "--seq_len sets it") in capsys.readouterr().out
+    # bf16 runs on a CPU too, and the measures are close to float32's
+    net = model.GPT.from_checkpoint(str(tmp / "small.pt")).eval()
+    m = measure.open_model(str(tmp / "small.pt"))[0]
+    encode = lambda text: m["encode"]("".join(c for c in text if c in m["chars"]))  # as measure.py's
+    tokens = measure.select_texts(measure.load_documents(str(tmp / "docs.jsonl"))[0], encode, 4, 64, seed=0)[0]
+    full = measure.layer_stats(lambda idx: net(idx, return_hidden=True, head=False)[2], tokens)
+    assert np.allclose(report["models"][0]["layer_mean"], full["within"].mean(0), atol=2e-2)
+
+
+def test_short_names_and_families():
+    assert plots.short("hf:Qwen/Qwen3-0.6B", 40) == "Qwen3-0.6B"
+    assert plots.short("hf:/tmp/some/dir/qwen/", 40) == "qwen"
+    assert plots.short("hf:allenai/OLMo-1B-0724-hf@step1000-tokens2B", 40) == "OLMo-1B-0724-hf@step1000-tokens2B"
+    fam = lambda name, kind="hf": plots.family({"name": name, "kind": kind})
+    assert fam("hf:Qwen/Qwen3-0.6B") == fam("hf:Qwen/Qwen3-4B") == "Qwen/Qwen3"
+    assert fam("hf:bigscience/bloom-560m") == fam("hf:bigscience/bloom-1b1") == "bigscience/bloom"
+    assert fam("hf:Qwen/Qwen2.5-7B") != fam("hf:Qwen/Qwen3-8B") and fam("gpt2-medium", "gpt2") == "gpt2"
+
+
+def test_read_only_out_names_out(corpus, monkeypatch):
+    tmp, _ = corpus
+
+    def read_only(*args, **kw):
+        raise OSError(30, "Read-only file system", str(tmp / ".measure-abc123"))
+    monkeypatch.setattr(measure.tempfile, "mkdtemp", read_only)
+    with pytest.raises(SystemExit) as e:
+        measure.main([str(tmp / "small.pt"), "--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "ro"), *FAST])
+    assert str(e.value.code) == f"error: cannot write the results into --out {tmp / 'ro'}: Read-only file system"
 
 
 def test_size_trend_over_three_sizes(corpus):
     tmp, docs = corpus
     write_checkpoint(tmp / "mid.pt", docs, n_layer=3, n_embd=24, seed=2)
     report = measure.main([str(tmp / n) for n in ("big.pt", "small.pt", "mid.pt")] +
-                          ["--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "o"), *FAST])
+                          ["--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "o"), "--size_by", "non_embedding", *FAST])
+    assert (tmp / "o" / "size_trend.png").exists() and report["size_trend"]["families"] == ["checkpoint"]
     models = sorted(report["models"], key=lambda m: m["n_params"])
     got = report["size_trend"]["n_params"]
     rhos = [m["spearman"] for m in models]
