@@ -156,8 +156,8 @@ def millions(axis):
 
 
 def heatmap_axes(n):
-    """Columns and rows for n panels: one row up to 4, then rows of 4."""
-    cols = min(n, 4)
+    """Columns and rows for n panels: one row up to 4, then rows of 3 (5 or 6 panels) or 4."""
+    cols = 3 if n in (5, 6) else min(n, 4)
     return cols, math.ceil(n / cols)
 
 

@@ -231,7 +231,9 @@ def draw_training(folder, results, trends):
     plots.plot_snapshot_layer_means(runs, folder / "layer_means.png")
     steps = sorted({plots.snapshot_step(r["name"]) for r in results})
     shown = sorted({steps[round(i * (len(steps) - 1) / 5)] for i in range(6)})  # six, from first to last
-    at = [dict(label=f"step {step}", colour="black",
+    tokens = {plots.snapshot_step(r["name"]): r["tokens_seen"] for r in results}
+    at = [dict(label=f"step {step} ({tokens[step] / 1e6:.2g}M tokens)" if step else "step 0 (initialisation)",
+               colour="black",
                runs=[r for r in results if plots.snapshot_step(r["name"]) == step]) for step in shown]
     plots.plot_setting_heatmaps(at, folder / "heatmaps.png", "2. Over training: ")
 
@@ -250,10 +252,11 @@ def parse_args(argv):
     p.add_argument("--device", default="auto")
     p.add_argument("--dry_run", action="store_true", help="print the commands instead of running them")
     args = p.parse_args(argv)
+    given, args.only = args.only, set()
     with contextlib.suppress(ValueError):
-        args.only = {int(x) for x in args.only.split(",")}
-    if not isinstance(args.only, set) or not args.only <= {1, 2, 3, 4, 5}:
-        fail(f"--only {args.only}: give experiments 1 to 5 as a comma list, e.g. --only 1,3")
+        args.only = {int(x) for x in given.split(",")}
+    if not args.only or not args.only <= {1, 2, 3, 4, 5}:
+        fail(f"--only {given}: give experiments 1 to 5 as a comma list, e.g. --only 1,3")
     quick = os.path.join("experiments", "runs", "quick")
     args.runs = args.runs or (quick if args.quick else os.path.join("experiments", "runs"))
     args.out = args.out or (os.path.join(quick, "results") if args.quick else os.path.join("experiments", "results"))
