@@ -161,6 +161,13 @@ def heatmap_axes(n):
     return cols, math.ceil(n / cols)
 
 
+def heatmap_ylim(hists):
+    """The paper's cosine axis, [-0.25, 1], reaching down (to a tenth) to the lowest bin that holds token pairs."""
+    edges = np.linspace(-1, 1, hists[0].shape[1] + 1)
+    lowest = min(edges[np.flatnonzero(h.sum(0) > 0)[0]] for h in hists)  # the lower edge of the lowest bin used
+    return (Y_HEATMAP[0] if lowest >= Y_HEATMAP[0] else math.floor(lowest * 10) / 10), Y_HEATMAP[1]
+
+
 def plot_setting_heatmaps(settings, path, what=""):
     """The paper's Fig. 2a / 3a, one panel per setting: x = layer fraction, y = cosine similarity, colour = the
     share of token pairs in each bin of the layer's text-averaged cosine matrix, averaged over the seeds."""
@@ -168,8 +175,6 @@ def plot_setting_heatmaps(settings, path, what=""):
     hists = [np.mean([r["hist"] for r in s["runs"]], 0) for s in settings]  # [L + 1, bins] each
     top = max(h.max() for h in hists)
     edges = np.linspace(-1, 1, hists[0].shape[1] + 1)
-    lowest = min(edges[np.flatnonzero(h.sum(0) > 0)[0]] for h in hists)  # the paper's axis unless data fall below
-    y0 = Y_HEATMAP[0] if lowest >= Y_HEATMAP[0] else math.floor(lowest * 10) / 10
     norm, cmap = colors.LogNorm(top * 1e-4, top), colormaps["viridis"].with_extremes(bad=colormaps["viridis"](0))
     cols, rows = heatmap_axes(len(settings))
     with figure(path, (2.9 * cols + 1.3, 2.7 * rows + 0.5), nrows=rows, ncols=cols, squeeze=False,
@@ -178,7 +183,7 @@ def plot_setting_heatmaps(settings, path, what=""):
             x = np.linspace(0, 1, h.shape[0] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
             mesh = ax.pcolormesh(x, edges, h.T, norm=norm, cmap=cmap)
             ax.set_title(s["label"], fontsize=9, color=s["colour"])
-            ax.set_ylim(y0, Y_HEATMAP[1])
+            ax.set_ylim(*heatmap_ylim(hists))
             ax.set_xlabel("layer fraction")
         for ax in axes.flat[len(settings):]:
             ax.axis("off")
