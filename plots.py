@@ -319,21 +319,22 @@ def plot_loss_curves(settings, path, what=""):
     cols = 2 if len(metrics) == 3 else min(len(metrics) + 1, 3)  # four panels as 2 x 2
     rows = math.ceil((len(metrics) + 1) / cols)
     with figure(path, (4.2 * cols, 3.3 * rows + 0.4), nrows=rows, ncols=cols, squeeze=False) as (fig, axes):
-        loss = axes[0, 0]
+        loss, later = axes[0, 0], []  # later: the losses after step 0, whose range the axis shows
         for s in settings:
-            train = curve(s["runs"], "train", "ce") or curve(s["runs"], "train", "loss")
-            if train:
-                mean_band(loss, *train, s["colour"], lw=0.8, alpha=0.6)
-            val = curve(s["runs"], "eval", "val")
-            if val:
-                mean_band(loss, *val, s["colour"], s["label"], lw=2, marker=".")
-            others = sorted({k for log in s["runs"] for r in log["eval"] for k in r if k.startswith("val_")})
-            for k in others:
-                if got := curve(s["runs"], "eval", k):
-                    mean_band(loss, *got, s["colour"], lw=1.2, ls="--")
+            curves = [(curve(s["runs"], "train", "ce") or curve(s["runs"], "train", "loss"), dict(lw=0.8, alpha=0.6)),
+                      (curve(s["runs"], "eval", "val"), dict(label=s["label"], lw=2, marker="."))]
+            curves += [(curve(s["runs"], "eval", k), dict(lw=1.2, ls="--")) for k in
+                       sorted({k for log in s["runs"] for r in log["eval"] for k in r if k.startswith("val_")})]
+            for got, style in filter(lambda c: c[0], curves):
+                mean_band(loss, *got, s["colour"], **style)
+                later += [v for x, vs in zip(got[0], zip(*got[1])) if x > 0 for v in vs]
+        title = "train CE (thin), val loss (thick), other val sets (dashed)"
+        if later and max(later) < loss.get_ylim()[1]:  # the loss at initialisation would flatten the rest
+            pad = 0.05 * (max(later) - min(later) or 1)
+            loss.set_ylim(min(later) - pad, max(later) + pad)
+            title += "\nthe loss at step 0 is above the top"
         millions(loss.xaxis)
-        loss.set(xlabel="tokens seen", ylabel="loss (nats per token)",
-                 title="train CE (thin), val loss (thick), other val sets (dashed)")
+        loss.set(xlabel="tokens seen", ylabel="loss (nats per token)", title=title)
         loss.title.set_fontsize(8)
         loss.legend(fontsize=7)
         for ax, k in zip(axes.flat[1:], metrics):
