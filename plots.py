@@ -141,11 +141,11 @@ def seeds_note(settings):
     return f"mean over {'/'.join(map(str, n))} seeds, band: min..max over seeds"
 
 
-def mean_band(ax, x, ys, colour, label=None, **kw):
+def mean_band(ax, x, ys, colour, label=None, band=True, **kw):
     """ys [seeds, points]: their mean as a line, their min..max as a band (none for one seed)."""
     ys = np.asarray(ys, dtype=float)
     ax.plot(x, np.nanmean(ys, 0), color=colour, label=label, **kw)
-    if len(ys) > 1:
+    if band and len(ys) > 1:
         ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), color=colour, alpha=0.2, lw=0)
 
 
@@ -208,6 +208,35 @@ def plot_setting_layer_means(settings, path, what=""):
         ax.legend(fontsize=7)
 
 
+def plot_setting_layer_measures(settings, path, what=""):
+    """measure.py's further measures per layer, by setting: the mean cosine within a text (solid) and across texts
+    (dashed, without a band; excess is the gap), within after standardising the channels (when measured), the
+    effective rank."""
+    runs = [r for s in settings for r in s["runs"]]
+    panels = ["within", *(["within_std"] if all("layer_within_std" in r for r in runs) else []), "erank"]
+    with figure(path, (4.4 * len(panels), 4.2), ncols=len(panels), squeeze=False) as (fig, axes):
+        axes = dict(zip(panels, axes[0]))
+        for s in settings:
+            x = np.linspace(0, 1, s["runs"][0]["n_hidden"])
+            mean_band(axes["within"], x, [r["layer_mean"] for r in s["runs"]], s["colour"], s["label"])
+            mean_band(axes["within"], x, [r["layer_across"] for r in s["runs"]], s["colour"], band=False, ls="--")
+            if "within_std" in axes:
+                mean_band(axes["within_std"], x, [r["layer_within_std"] for r in s["runs"]], s["colour"])
+            mean_band(axes["erank"], x, [r["layer_erank_ratio"] for r in s["runs"]], s["colour"])
+        axes["within"].plot([], [], "k-", label="within a text")  # the two line styles, in the same legend
+        axes["within"].plot([], [], "k--", label="across texts")
+        axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
+        if "within_std" in axes:
+            axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
+        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
+        for ax in axes.values():
+            ax.set_xlabel("layer fraction (0 = embeddings)")
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.title.set_fontsize(9)
+        axes["within"].legend(fontsize=7)
+        fig.suptitle(f"{what}condensation beside anisotropy and effective rank ({seeds_note(settings)})", fontsize=10)
+
+
 def plot_setting_size(settings, trend, path, what=""):
     """rho against parameters: each seed a dot, each setting's mean a larger marker with a min..max bar; the trend
     statistic (Spearman of parameters against rho over all runs) in the title."""
@@ -238,21 +267,26 @@ def snapshot_step(name):
     return int(Path(name).stem.rsplit("_", 1)[1])
 
 
+def step_colour(step, last):
+    """A snapshot's colour: its step along plasma (to 0.9 of it: the map's end is too pale on white)."""
+    from matplotlib import colormaps
+    return colormaps["plasma"](0.9 * step / last)
+
+
 def plot_snapshot_layer_means(runs, path):
     """Per-layer mean cosine of each snapshot, one panel per run, the training step on a colour bar."""
     from matplotlib import cm, colormaps, colors
     last = max(snapshot_step(r["name"]) for run in runs for r in run["snapshots"])
-    norm, cmap = colors.Normalize(0, last), colormaps["plasma"]
     with figure(path, (3.4 * len(runs) + 1, 3.4), ncols=len(runs), squeeze=False, sharey=True) as (fig, axes):
         for ax, run in zip(axes.flat, runs):
             for r in run["snapshots"]:
                 ax.plot(np.linspace(0, 1, r["n_hidden"]), r["layer_mean"], ".-", lw=1,
-                        color=cmap(0.9 * norm(snapshot_step(r["name"]))))  # 0.9: the map's end is too pale
+                        color=step_colour(snapshot_step(r["name"]), last))
             ax.set_title(run["label"], fontsize=9, color=run["colour"])
             ax.set_xlabel("layer fraction (0 = embeddings)")
         axes[0, 0].set_ylabel("mean token-token cosine in a text")
         fig.suptitle("condensation by depth at each snapshot of training", fontsize=10)
-        sm = cm.ScalarMappable(colors.Normalize(0, last / 0.9), cmap)
+        sm = cm.ScalarMappable(colors.Normalize(0, last / 0.9), colormaps["plasma"])  # as step_colour
         fig.colorbar(sm, ax=axes, label="training step").ax.set_ylim(0, last)
 
 

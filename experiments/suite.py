@@ -62,8 +62,8 @@ WIDTH_COLOURS = ("#440154", "#355f8d", "#22a884", "#9bd93c")
 COLOURS = {"none": "black", "angular": "C0", "decorrelation": "C1", "l2_repel": "C2", "orthogonal": "C4",
            "embed_noise": "C5", "forgetting": "C6", "distilled": "C3"}
 RUN_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")  # experiment 2: the seeds of one setting
-FIGURES = ("heatmaps.png", "layer_means.png", "size_trend.png", "condensation_over_training.png", "loss_curves.png",
-           "training.png")  # the last: the old name of condensation_over_training.png
+FIGURES = ("heatmaps.png", "layer_means.png", "layer_measures.png", "size_trend.png", "condensation_over_training.png",
+           "loss_curves.png", "training.png")  # the last: the old name of condensation_over_training.png
 
 
 def final_val_loss(run_dir):
@@ -215,6 +215,8 @@ def draw_settings(folder, settings, what, losses=True):
     """The figures of one experiment by setting: heatmaps, per-layer means and the training curves of its runs."""
     plots.plot_setting_heatmaps(settings, folder / "heatmaps.png", what)
     plots.plot_setting_layer_means(settings, folder / "layer_means.png", what)
+    if all("layer_across" in r for s in settings for r in s["runs"]):  # measure.py's further measures
+        plots.plot_setting_layer_measures(settings, folder / "layer_measures.png", what)
     if losses:
         curves = [s | {"runs": [plots.read_log(r["name"]) for r in s["runs"]]} for s in settings]
         plots.plot_loss_curves(curves, folder / "loss_curves.png", what)
@@ -233,9 +235,11 @@ def draw_training(folder, results, trends):
     shown = sorted({steps[round(i * (len(steps) - 1) / 5)] for i in range(6)})  # six, from first to last
     tokens = {plots.snapshot_step(r["name"]): r["tokens_seen"] for r in results}
     at = [dict(label=f"step {step} ({tokens[step] / 1e6:.2g}M tokens)" if step else "step 0 (initialisation)",
-               colour="black",
+               colour=plots.step_colour(step, steps[-1]),
                runs=[r for r in results if plots.snapshot_step(r["name"]) == step]) for step in shown]
     plots.plot_setting_heatmaps(at, folder / "heatmaps.png", "2. Over training: ")
+    if all("layer_across" in r for r in results):  # measure.py's further measures, at the same steps
+        plots.plot_setting_layer_measures(at, folder / "layer_measures.png", "2. Over training: ")
 
 
 # ------------------------------------------------------------------------------------------------ the suite
