@@ -167,18 +167,22 @@ def with_flag(cmd, flag, value):
 
 
 def run_state(out, max_iters):
-    """'done' (its checkpoint is at the last step), 'unfinished' (a checkpoint before it: resume) or 'new'."""
-    if not os.path.isfile(os.path.join(out, "ckpt.pt")):
-        return "new"
-    return "done" if load_checkpoint(out)["iter_num"] == max_iters else "unfinished"
+    """'done' (its checkpoint is at the last step), 'unfinished' (a checkpoint before it: resume), 'partial' (the
+    files of a run killed before its first checkpoint: nothing to resume, so it starts again) or 'new'."""
+    if os.path.isfile(os.path.join(out, "ckpt.pt")):
+        return "done" if load_checkpoint(out)["iter_num"] == max_iters else "unfinished"
+    return "partial" if partial_files(out) else "new"
 
 
-def clear_partial(out):
-    """A run killed before its first checkpoint has nothing to resume: its log, config and snapshots would mix
-    into the new run's, so they go (only the files train.py and the suite write there)."""
-    for f in ("log.jsonl", "config.json", "train.txt", *(p.name for p in Path(out).glob("ckpt_[0-9]*.pt"))):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(out, f))
+def partial_files(out):
+    """What train.py writes into a run's folder before its first checkpoint (and the suite's train.txt)."""
+    return [f for f in ("log.jsonl", "config.json", "train.txt") if os.path.isfile(os.path.join(out, f))] + [
+        p.name for p in Path(out).glob("ckpt_[0-9]*.pt")]
+
+
+def train_overwrites():
+    """Whether train.py has --overwrite (a new run where an old one is stops without it)."""
+    return not train.build_parser().parse_known_args(["--overwrite"])[1]
 
 
 def measure_supports(flag):
@@ -293,11 +297,14 @@ def main(argv=None):
         state = run_state(out, int(cmd[len(cmd) - 1 - cmd[::-1].index("--max_iters") + 1]))
         if state == "unfinished":
             cmd = with_flag(cmd, "--init_from", "resume")
-        print({"done": "# already done: ", "unfinished": "# resuming: ", "new": ""}[state] + "python train.py "
-              + " ".join(cmd), flush=True)
+        if state == "partial" and train_overwrites():
+            cmd.append("--overwrite")  # train.py deletes the old files once it holds the folder's lock
+        print({"done": "# already done: ", "unfinished": "# resuming: ", "partial": "# starting again (killed "
+               "before its first checkpoint): ", "new": ""}[state] + "python train.py " + " ".join(cmd), flush=True)
         if state != "done" and not args.dry_run:
-            if state == "new":
-                clear_partial(out)
+            if state == "partial" and "--overwrite" not in cmd:
+                for f in partial_files(out):  # they would mix into the new run's log and snapshots
+                    os.remove(os.path.join(out, f))
             os.makedirs(out, exist_ok=True)
             with open(os.path.join(out, "train.txt"), "a" if state == "unfinished" else "w") as f, \
                     contextlib.redirect_stdout(f):

@@ -40,13 +40,20 @@ def test_quick_suite_runs_every_experiment(tmp_path, capsys):
     ckpt = torch.load(unfinished, weights_only=True)
     ckpt["iter_num"], ckpt["tokens_seen"] = 10, ckpt["tokens_seen"] // 2
     torch.save(ckpt, unfinished)
+    killed = tmp_path / "runs" / "decorrelation_seed0"  # killed before its first checkpoint: starts again
+    (killed / "ckpt.pt").unlink()
     capsys.readouterr()
     suite.main(args + ["--only", "4"])
     lines = [l for l in capsys.readouterr().out.splitlines() if "train.py" in l]
-    assert len(lines) == 7 and sum(l.startswith("# already done") for l in lines) == 6
+    assert len(lines) == 7 and sum(l.startswith("# already done") for l in lines) == 5
     resumed = [l for l in lines if l.startswith("# resuming: ")]
     assert len(resumed) == 1 and "angular_seed0" in resumed[0] and resumed[0].endswith("--init_from resume")
     assert torch.load(unfinished, weights_only=True)["iter_num"] == 20
+    again = [l for l in lines if l.startswith("# starting again")]
+    assert len(again) == 1 and "decorrelation_seed0" in again[0]
+    records = [json.loads(l) for l in (killed / "log.jsonl").read_text().splitlines()]
+    steps = [(r["split"], r["iter"]) for r in records]
+    assert len(set(steps)) == len(steps) and [i for s, i in steps if s == "eval"] == [0, 10, 20]  # no old records
     again = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert again["1_width"] == summary["1_width"] and again["n_runs"] == summary["n_runs"]  # --only kept the rest
 
