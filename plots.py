@@ -205,7 +205,11 @@ def plot_setting_layer_means(settings, path, what=""):
                       f"{s['label']} (rho {rho:+.2f})", marker=".")
         ax.set(xlabel="layer fraction (0 = embeddings)", ylabel="mean token-token cosine in a text")
         ax.set_title(f"{what}condensation by depth\n({seeds_note(settings)})", fontsize=10)
-        ax.legend(fontsize=7)
+        if len(settings) > 4:  # beside the plot, where it hides no curve
+            fig.set_size_inches(9, 4)
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+        else:
+            ax.legend(fontsize=8)
 
 
 def plot_setting_layer_measures(settings, path, what=""):
@@ -352,7 +356,8 @@ def plot_loss_curves(settings, path, what=""):
     metrics = [k for k in METRIC_LABELS if k in found] + sorted(found - set(METRIC_LABELS))
     cols = 2 if len(metrics) == 3 else min(len(metrics) + 1, 3)  # four panels as 2 x 2
     rows = math.ceil((len(metrics) + 1) / cols)
-    with figure(path, (4.2 * cols, 3.3 * rows + 0.4), nrows=rows, ncols=cols, squeeze=False) as (fig, axes):
+    size = (4.2 * cols, 3.3 * rows + 0.6 + 0.2 * math.ceil(len(settings) / 3))  # room for the legend below
+    with figure(path, size, nrows=rows, ncols=cols, squeeze=False) as (fig, axes):
         loss, later = axes[0, 0], []  # later: the losses after step 0, whose range the axis shows
         for s in settings:
             curves = [(curve(s["runs"], "train", "ce") or curve(s["runs"], "train", "loss"), dict(lw=0.8, alpha=0.6)),
@@ -370,7 +375,8 @@ def plot_loss_curves(settings, path, what=""):
         millions(loss.xaxis)
         loss.set(xlabel="tokens seen", ylabel="loss (nats per token)", title=title)
         loss.title.set_fontsize(8)
-        loss.legend(fontsize=7)
+        fig.legend(*loss.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+                   ncols=min(len(settings), 3))  # below the panels, off the curves
         for ax, k in zip(axes.flat[1:], metrics):
             for s in settings:
                 if got := curve(s["runs"], "eval", k):

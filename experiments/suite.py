@@ -401,7 +401,7 @@ def main(argv=None):
             with open(path) as f:
                 old = json.load(f)
             if old["scale"] == summary["scale"]:
-                runs_used.update(old["runs"])
+                runs_used.update(r for r in old["runs"] if os.path.isdir(r))  # less any deleted since
                 summary = old | summary
         summary["runs"] = sorted(runs_used)
         summary["n_runs"], summary["train_seconds"] = len(runs_used), sum(map(train_seconds, runs_used))
