@@ -111,6 +111,12 @@ def markdown(summary):
            "Each row: mean ± std over seeds. rho and tau: rank correlation of the per-layer mean token cosine "
            "with depth (higher = more condensation as depth grows); last-layer cos: mean token-token cosine "
            "of the last hidden state. Measured on held-out Austen chapters.\n"]
+    tables = [s["table"] for k, s in summary.items() if isinstance(s, dict) and "table" in s]
+    if any(k in row for t in tables for row in t.values() for k in EXTRA_METRICS):
+        out.append("Where measured: excess rho, the rank correlation with depth of the within-text mean cosine minus "
+                   "the across-text one (condensation beyond a direction all texts share); standardised rho, the same "
+                   "for the within-text mean after standardising every channel; last-layer excess, within minus "
+                   "across at the last layer.\n")
     if "1_width" in summary:
         s = summary["1_width"]
         out += ["## 1. MLP width (n_inner), all else fixed\n", table(s["table"], "n_inner"),

@@ -31,10 +31,16 @@ def test_quick_suite_runs_every_experiment(tmp_path, capsys):
                "5_midtraining": {"loss_curves.png"}}
     for folder, extra in figures.items():
         drawn = {p.name for p in (tmp_path / "results" / folder).glob("*.png")}
+        models = json.loads((tmp_path / "results" / folder / "condensation.json").read_text())["models"]
+        if "layer_across" in models[0]:  # measure.py's further measures, by setting too
+            extra = extra | {"layer_measures.png"}
         assert drawn == {"heatmaps.png", "layer_means.png"} | extra, folder  # no training.png, the old name
         assert all((tmp_path / "results" / folder / f).stat().st_size > 10_000 for f in drawn)
     md = (tmp_path / "results" / "summary.md").read_text()
     assert "## 4. Dispersion" in md and "| angular |" in md
+    measured = json.loads((tmp_path / "results" / "4_pretraining" / "condensation.json").read_text())
+    for key, title in suite.EXTRA_METRICS.items():  # a column for each further measure measure.py has given
+        assert (f"| {title} |" in md.replace(" | ", " |\n| ")) == (key in measured["models"][0]), key
     # an interrupted or repeated suite trains nothing twice, and resumes a run that stopped before its last step
     unfinished = tmp_path / "runs" / "angular_seed0" / "ckpt.pt"
     ckpt = torch.load(unfinished, weights_only=True)
