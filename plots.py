@@ -319,11 +319,20 @@ def plot_over_training(runs, path):
 
 # ------------------------------------------------------------------------------------------------ loss curves
 
-OLD_NAMES = {"rho": "cond_spearman", "tau": "cond_kendall", "last_cos": "cond_last_layer_mean"}  # before renaming
+OLD_NAMES = {"rho": "cond_spearman", "tau": "cond_kendall", "last_cos": "cond_last_layer_mean",  # older logs
+             "cond_rho": "cond_spearman", "cond_tau": "cond_kendall", "cond_last_cos": "cond_last_layer_mean"}
 METRIC_LABELS = {"cond_spearman": "rho of the cosine with depth", "cond_kendall": "tau of the cosine with depth",
                  "cond_last_layer_mean": "last layer's mean cosine", "cond_last_layer_excess": "last layer's excess",
                  "cond_last_layer_erank": "last layer's effective rank"}
 NOT_METRICS = {"split", "iter", "tokens", "train", "val", "ppl_val"}
+
+
+def metric_label(key):
+    """A panel's title for an eval metric of log.jsonl."""
+    if key.startswith("bench_"):  # train.py --eval_tasks: bench_<task> (accuracy), bench_<task>_acc_norm
+        task, norm = key.removeprefix("bench_").removesuffix("_acc_norm"), key.endswith("_acc_norm")
+        return f"{task}: {'length-normalised accuracy' if norm else 'accuracy'}"
+    return METRIC_LABELS.get(key, key)
 
 
 def read_log(run):
@@ -382,7 +391,7 @@ def plot_loss_curves(settings, path, what=""):
                 if got := curve(s["runs"], "eval", k):
                     mean_band(ax, *got, s["colour"], marker=".")
             millions(ax.xaxis)
-            ax.set(xlabel="tokens seen", title=METRIC_LABELS.get(k, k))
+            ax.set(xlabel="tokens seen", title=metric_label(k))
             ax.title.set_fontsize(9)
             if k in ("cond_spearman", "cond_kendall"):
                 ax.axhline(0, color="grey", lw=0.5)

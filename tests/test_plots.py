@@ -24,14 +24,17 @@ def test_read_log_keeps_one_record_per_step_and_renames_the_old_metrics(tmp_path
         {"iter": 5, "split": "train", "tokens": 500, "loss": 3.5, "ce": 3.4},
         eval_record(10, 3.0, rho=0.5, tau=0.4, last_cos=0.3),
         {"iter": 5, "split": "train", "tokens": 500, "loss": 3.6, "ce": 3.5},  # a resumed run logs step 5 again
-        eval_record(10, 2.9, cond_spearman=0.2, cond_kendall=0.1, cond_last_layer_mean=0.25),  # the new names
+        eval_record(10, 2.9, cond_rho=0.2, cond_tau=0.1, cond_last_cos=0.25),  # a later spelling
+        eval_record(20, 2.8, cond_spearman=0.1, cond_kendall=0.0, cond_last_layer_mean=0.2),  # the new names
         {"iter": 10, "split": "bench", "tokens": 1000},  # not a split that is drawn
     ])
     log = plots.read_log(run)
     assert [r["iter"] for r in log["train"]] == [5] and log["train"][0]["ce"] == 3.5  # the last one written
-    assert [r["iter"] for r in log["eval"]] == [0, 10]
+    assert [r["iter"] for r in log["eval"]] == [0, 10, 20]
     assert log["eval"][0] == eval_record(0, 4.0, cond_spearman=1.0, cond_kendall=1.0, cond_last_layer_mean=0.1)
-    assert log["eval"][1]["val"] == 2.9 and log["eval"][1]["cond_spearman"] == 0.2 and "rho" not in log["eval"][1]
+    assert log["eval"][1] == eval_record(10, 2.9, cond_spearman=0.2, cond_kendall=0.1, cond_last_layer_mean=0.25)
+    assert log["eval"][2] == eval_record(20, 2.8, cond_spearman=0.1, cond_kendall=0.0, cond_last_layer_mean=0.2)
+    assert plots.metric_label("bench_hellaswag_acc_norm") == "hellaswag: length-normalised accuracy"
 
 
 def test_curve_averages_seeds_over_the_steps_all_of_them_logged(tmp_path):
@@ -60,7 +63,7 @@ def test_loss_curve_command(tmp_path, capsys):
             records.append({"iter": i, "split": "train", "tokens": 100 * i, "loss": 4 - i / 30 + k, "ce": 4 - i / 30})
             if i % 20 == 0:
                 records.append(eval_record(i, 4 - i / 25, rho=1 - i / 50, tau=1 - i / 60, last_cos=0.2,
-                                           val_wiki=5 - i / 30))
+                                           val_wiki=5 - i / 30, bench_arc_easy=0.25 + i / 500))
         runs.append(str(write_log(tmp_path / name, records)))
     out = tmp_path / "loss.png"
     plots.main([*runs, "--out", str(out)])
