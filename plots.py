@@ -7,10 +7,17 @@ The paper's figures, drawn from measure.py's results (matplotlib, files only):
   layer_measures.png  per layer: within- and across-text mean cosine, within after standardising channels (when
                    measured) and the effective rank, one colour per model
   size_trend.png   rho and tau against parameters (from three models of different sizes)
-  training.png     rho and tau of each run's snapshots against training tokens (when there are snapshots)
+  condensation_over_training.png   rho and tau of each run's snapshots against training tokens (when there are
+                   snapshots)
+
+The experiment suite's figures, by setting (each setting one colour, mean over seeds and a band over them), and
+training curves from log.jsonl, several runs on one plot:
+
+    python plots.py out_a out_b --out loss_curves.png
 """
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -29,7 +36,7 @@ def draw_all(results, runs, folder, size_by="n_params"):
     if len({r[size_by] for r in results}) > 2:  # a trend needs three sizes at least
         plot_size_trend(results, folder / "size_trend.png", size_by)
     if runs:
-        plot_training(runs, folder / "training.png")
+        plot_training(runs, folder / "condensation_over_training.png")
 
 
 @contextlib.contextmanager
@@ -180,3 +187,305 @@ def plot_training(runs, path):
         ax.set(xlabel="training tokens", ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05),
                title="condensation over training (step 0 = initialisation)")
         ax.legend(fontsize=7)
+
+
+# ------------------------------------------------------------------------------------------------ by setting
+# The experiment suite's figures. A setting is one thing an experiment varies (a width, a variant, student or
+# teacher): a dict of label, colour and its runs, one per seed (measure.py's results, or log.jsonl records).
+# Each setting keeps one colour, its mean over seeds is the line and the seeds' min..max the band.
+
+Y_HEATMAP = (-0.25, 1)  # the paper's cosine axis in its heatmaps
+
+
+def seeds_note(settings):
+    n = sorted({len(s["runs"]) for s in settings})
+    if n == [1]:
+        return "one seed"
+    return f"mean over {'/'.join(map(str, n))} seeds, band: min..max over seeds"
+
+
+def mean_band(ax, x, ys, colour, label=None, band=True, **kw):
+    """ys [seeds, points]: their mean as a line, their min..max as a band (none for one seed)."""
+    ys = np.asarray(ys, dtype=float)
+    ax.plot(x, np.nanmean(ys, 0), color=colour, label=label, **kw)
+    if band and len(ys) > 1:
+        ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), color=colour, alpha=0.2, lw=0)
+
+
+def millions(axis):
+    """Tick labels of a token or parameter axis in millions: 0.5M, not 0.5 with 1e6 at the end."""
+    from matplotlib import ticker
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v / 1e6:.3g}M" if v else "0"))
+
+
+def heatmap_axes(n):
+    """Columns and rows for n panels: one row up to 4, then rows of 3 (5 or 6 panels) or 4."""
+    cols = 3 if n in (5, 6) else min(n, 4)
+    return cols, math.ceil(n / cols)
+
+
+def heatmap_ylim(hists):
+    """The paper's cosine axis, [-0.25, 1], reaching down (to a tenth) to the lowest bin that holds token pairs."""
+    edges = np.linspace(-1, 1, hists[0].shape[1] + 1)
+    lowest = min(edges[np.flatnonzero(h.sum(0) > 0)[0]] for h in hists)  # the lower edge of the lowest bin used
+    return (Y_HEATMAP[0] if lowest >= Y_HEATMAP[0] else math.floor(lowest * 10) / 10), Y_HEATMAP[1]
+
+
+def plot_setting_heatmaps(settings, path, what=""):
+    """The paper's Fig. 2a / 3a, one panel per setting: x = layer fraction, y = cosine similarity, colour = the
+    share of token pairs in each bin of the layer's text-averaged cosine matrix, averaged over the seeds."""
+    from matplotlib import colormaps, colors
+    hists = [np.mean([r["hist"] for r in s["runs"]], 0) for s in settings]  # [L + 1, bins] each
+    top = max(h.max() for h in hists)
+    edges = np.linspace(-1, 1, hists[0].shape[1] + 1)
+    norm, cmap = colors.LogNorm(top * 1e-4, top), colormaps["viridis"].with_extremes(bad=colormaps["viridis"](0))
+    cols, rows = heatmap_axes(len(settings))
+    with figure(path, (2.9 * cols + 1.3, 2.7 * rows + 0.5), nrows=rows, ncols=cols, squeeze=False,
+                sharey=True) as (fig, axes):
+        for ax, s, h in zip(axes.flat, settings, hists):
+            x = np.linspace(0, 1, h.shape[0] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
+            mesh = ax.pcolormesh(x, edges, h.T, norm=norm, cmap=cmap)
+            ax.set_title(s["label"], fontsize=9, color=s["colour"])
+            ax.set_ylim(*heatmap_ylim(hists))
+            ax.set_xlabel("layer fraction")
+        for ax in axes.flat[len(settings):]:
+            ax.axis("off")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("cosine similarity")
+        n = sorted({len(s["runs"]) for s in settings})
+        seeds = "one seed" if n == [1] else f"averaged over {'/'.join(map(str, n))} seeds"
+        fig.suptitle(f"{what}token-pair cosines by layer (text-averaged matrix, {seeds})", fontsize=10)
+        fig.colorbar(mesh, ax=axes, label="share of token pairs")
+
+
+def plot_setting_layer_means(settings, path, what=""):
+    """Per-layer mean cosine (the paper's condensation curve) of each setting, with its mean rho in the legend."""
+    with figure(path) as (fig, ax):
+        for s in settings:
+            L = s["runs"][0]["n_hidden"]
+            rho = np.nanmean([np.nan if r["spearman"] is None else r["spearman"] for r in s["runs"]])
+            mean_band(ax, np.linspace(0, 1, L), [r["layer_mean"] for r in s["runs"]], s["colour"],
+                      f"{s['label']} (rho {rho:+.2f})", marker=".")
+        ax.set(xlabel="layer fraction (0 = embeddings)", ylabel="mean token-token cosine in a text")
+        ax.set_title(f"{what}condensation by depth\n({seeds_note(settings)})", fontsize=10)
+        if len(settings) > 4:  # beside the plot, where it hides no curve
+            fig.set_size_inches(9, 4)
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+        else:
+            ax.legend(fontsize=8)
+
+
+def plot_setting_layer_measures(settings, path, what=""):
+    """measure.py's further measures per layer, by setting: the mean cosine within a text (solid) and across texts
+    (dashed, without a band; excess is the gap), within after standardising the channels (when measured), the
+    effective rank."""
+    runs = [r for s in settings for r in s["runs"]]
+    panels = ["within", *(["within_std"] if all("layer_within_std" in r for r in runs) else []), "erank"]
+    with figure(path, (4.4 * len(panels), 4.2), ncols=len(panels), squeeze=False) as (fig, axes):
+        axes = dict(zip(panels, axes[0]))
+        for s in settings:
+            x = np.linspace(0, 1, s["runs"][0]["n_hidden"])
+            mean_band(axes["within"], x, [r["layer_mean"] for r in s["runs"]], s["colour"], s["label"])
+            mean_band(axes["within"], x, [r["layer_across"] for r in s["runs"]], s["colour"], band=False, ls="--")
+            if "within_std" in axes:
+                mean_band(axes["within_std"], x, [r["layer_within_std"] for r in s["runs"]], s["colour"])
+            mean_band(axes["erank"], x, [r["layer_erank_ratio"] for r in s["runs"]], s["colour"])
+        axes["within"].plot([], [], "k-", label="within a text")  # the two line styles, in the same legend
+        axes["within"].plot([], [], "k--", label="across texts")
+        axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
+        if "within_std" in axes:
+            axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
+        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
+        for ax in axes.values():
+            ax.set_xlabel("layer fraction (0 = embeddings)")
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.title.set_fontsize(9)
+        axes["within"].legend(fontsize=7)
+        fig.suptitle(f"{what}condensation beside anisotropy and effective rank ({seeds_note(settings)})", fontsize=10)
+
+
+def plot_setting_size(settings, trend, path, what=""):
+    """rho against parameters: each seed a dot, each setting's mean a larger marker with a min..max bar; the trend
+    statistic (Spearman of parameters against rho over all runs) in the title."""
+    with figure(path) as (fig, ax):
+        for s in settings:
+            x = np.array([r["n_params"] for r in s["runs"]], dtype=float)
+            y = np.array([np.nan if r["spearman"] is None else r["spearman"] for r in s["runs"]])
+            spread = np.exp(0.02 * (np.arange(len(x)) - (len(x) - 1) / 2))  # the seeds side by side, not hidden
+            ax.plot(x * spread, y, ".", color=s["colour"], alpha=0.6)
+            m = np.nanmean(y)
+            ax.errorbar(x.mean(), m, yerr=[[m - np.nanmin(y)], [np.nanmax(y) - m]], marker="o", color=s["colour"],
+                        capsize=4, label=f"{s['label']} ({x.mean() / 1e6:.3g}M parameters)")
+        ax.set_xscale("log")
+        millions(ax.xaxis)
+        ax.xaxis.set_minor_formatter(ax.xaxis.get_major_formatter())  # a short range has only minor ticks
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set(xlabel="parameters", ylabel="Spearman rho of mean cosine with depth", ylim=(-1.05, 1.05))
+        title = f"{what}condensation against size (dots: seeds; bar: min..max)"
+        if trend:
+            title += (f"\nSpearman(parameters, rho) over {trend['n']} runs = {trend['spearman']:+.2f} "
+                      f"(p {trend['spearman_p']:.2g})")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+
+
+def snapshot_step(name):
+    """The training step of a snapshot, from its file name ckpt_NNNNNN.pt."""
+    return int(Path(name).stem.rsplit("_", 1)[1])
+
+
+def step_colour(step, last):
+    """A snapshot's colour: its step along plasma (to 0.9 of it: the map's end is too pale on white)."""
+    from matplotlib import colormaps
+    return colormaps["plasma"](0.9 * step / last)
+
+
+def plot_snapshot_layer_means(runs, path):
+    """Per-layer mean cosine of each snapshot, one panel per run, the training step on a colour bar."""
+    from matplotlib import cm, colormaps, colors
+    last = max(snapshot_step(r["name"]) for run in runs for r in run["snapshots"])
+    with figure(path, (3.4 * len(runs) + 1, 3.4), ncols=len(runs), squeeze=False, sharey=True) as (fig, axes):
+        for ax, run in zip(axes.flat, runs):
+            for r in run["snapshots"]:
+                ax.plot(np.linspace(0, 1, r["n_hidden"]), r["layer_mean"], ".-", lw=1,
+                        color=step_colour(snapshot_step(r["name"]), last))
+            ax.set_title(run["label"], fontsize=9, color=run["colour"])
+            ax.set_xlabel("layer fraction (0 = embeddings)")
+        axes[0, 0].set_ylabel("mean token-token cosine in a text")
+        fig.suptitle("condensation by depth at each snapshot of training", fontsize=10)
+        sm = cm.ScalarMappable(colors.Normalize(0, last / 0.9), colormaps["plasma"])  # as step_colour
+        fig.colorbar(sm, ax=axes, label="training step").ax.set_ylim(0, last)
+
+
+def plot_over_training(runs, path):
+    """The paper's third observation: rho (left) and the last layer's mean cosine (right) against tokens seen,
+    one colour per run; the legend gives each run's trend (Spearman of tokens against rho)."""
+    with figure(path, (10, 3.8), ncols=2) as (fig, (left, right)):
+        for run in runs:
+            x = [r["tokens_seen"] for r in run["snapshots"]]
+            t = run.get("trend")
+            trend = f": trend {t['spearman']:+.2f} (p {t['spearman_p']:.2g})" if t and t["spearman"] is not None else ""
+            left.plot(x, [r["spearman"] for r in run["snapshots"]], "o-", color=run["colour"],
+                      label=run["label"] + trend)
+            right.plot(x, [r["last_layer_mean"] for r in run["snapshots"]], "o-", color=run["colour"],
+                       label=run["label"])
+        millions(left.xaxis)
+        millions(right.xaxis)
+        left.axhline(0, color="grey", lw=0.5)
+        left.set(xlabel="training tokens", ylabel="Spearman rho of mean cosine with depth", ylim=(-1.05, 1.05),
+                 title="rise of the cosine with depth")
+        right.set(xlabel="training tokens", ylabel="last layer's mean token-token cosine",
+                  title="level of the cosine at the last layer")
+        left.legend(fontsize=7, title="run: Spearman(tokens, rho)", title_fontsize=7)
+        fig.suptitle("condensation over training (step 0 = initialisation)", fontsize=10)
+
+
+# ------------------------------------------------------------------------------------------------ loss curves
+
+OLD_NAMES = {"rho": "cond_spearman", "tau": "cond_kendall", "last_cos": "cond_last_layer_mean",  # older logs
+             "cond_rho": "cond_spearman", "cond_tau": "cond_kendall", "cond_last_cos": "cond_last_layer_mean"}
+METRIC_LABELS = {"cond_spearman": "rho of the cosine with depth", "cond_kendall": "tau of the cosine with depth",
+                 "cond_last_layer_mean": "last layer's mean cosine", "cond_last_layer_excess": "last layer's excess",
+                 "cond_last_layer_erank": "last layer's effective rank"}
+NOT_METRICS = {"split", "iter", "tokens", "train", "val", "ppl_val"}
+
+
+def metric_label(key):
+    """A panel's title for an eval metric of log.jsonl."""
+    if key.startswith("bench_"):  # train.py --eval_tasks: bench_<task> (accuracy), bench_<task>_acc_norm
+        task, norm = key.removeprefix("bench_").removesuffix("_acc_norm"), key.endswith("_acc_norm")
+        return f"{task}: {'length-normalised accuracy' if norm else 'accuracy'}"
+    return METRIC_LABELS.get(key, key)
+
+
+def read_log(run):
+    """A run's log.jsonl -> {"train": records, "eval": records}, each split in order of steps with one record per
+    step (the last one written: a resumed run may have logged a step twice), old metric names renamed."""
+    splits = {"train": {}, "eval": {}}
+    with open(Path(run) / "log.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("split") in splits:
+                splits[r["split"]][r["iter"]] = {OLD_NAMES.get(k, k): v for k, v in r.items()}
+    return {split: [rs[i] for i in sorted(rs)] for split, rs in splits.items()}
+
+
+def curve(logs, split, key):
+    """(tokens, values [seeds, steps]) of key over the steps that every seed logged it at; None if none did."""
+    steps = set.intersection(*({r["iter"] for r in log[split] if r.get(key) is not None} for log in logs))
+    if not steps:
+        return None
+    rows = [[r for r in log[split] if r["iter"] in steps] for log in logs]
+    return [r["tokens"] for r in rows[0]], [[r[key] for r in row] for row in rows]
+
+
+def plot_loss_curves(settings, path, what=""):
+    """Training curves from log.jsonl: the loss (train CE per logged step, thin; val loss at each eval, thick,
+    other eval sets dashed) and every eval metric, against tokens seen; settings as above, runs = read_log()s."""
+    logs = [log for s in settings for log in s["runs"]]
+    found = {k for log in logs for r in log["eval"] for k, v in r.items()
+             if k not in NOT_METRICS and not k.startswith("val_") and isinstance(v, (int, float))}
+    metrics = [k for k in METRIC_LABELS if k in found] + sorted(found - set(METRIC_LABELS))
+    cols = 2 if len(metrics) == 3 else min(len(metrics) + 1, 3)  # four panels as 2 x 2
+    rows = math.ceil((len(metrics) + 1) / cols)
+    size = (4.2 * cols, 3.3 * rows + 0.6 + 0.2 * math.ceil(len(settings) / 3))  # room for the legend below
+    with figure(path, size, nrows=rows, ncols=cols, squeeze=False) as (fig, axes):
+        loss, later = axes[0, 0], []  # later: the losses after step 0, whose range the axis shows
+        for s in settings:
+            curves = [(curve(s["runs"], "train", "ce") or curve(s["runs"], "train", "loss"), dict(lw=0.8, alpha=0.6)),
+                      (curve(s["runs"], "eval", "val"), dict(label=s["label"], lw=2, marker="."))]
+            curves += [(curve(s["runs"], "eval", k), dict(lw=1.2, ls="--")) for k in
+                       sorted({k for log in s["runs"] for r in log["eval"] for k in r if k.startswith("val_")})]
+            for got, style in filter(lambda c: c[0], curves):
+                mean_band(loss, *got, s["colour"], **style)
+                later += [v for x, vs in zip(got[0], zip(*got[1])) if x > 0 for v in vs]
+        title = "train CE (thin), val loss (thick), other val sets (dashed)"
+        if later and max(later) < loss.get_ylim()[1]:  # the loss at initialisation would flatten the rest
+            pad = 0.05 * (max(later) - min(later) or 1)
+            loss.set_ylim(min(later) - pad, max(later) + pad)
+            title += "\nthe loss at step 0 is above the top"
+        millions(loss.xaxis)
+        loss.set(xlabel="tokens seen", ylabel="loss (nats per token)", title=title)
+        loss.title.set_fontsize(8)
+        fig.legend(*loss.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+                   ncols=min(len(settings), 3))  # below the panels, off the curves
+        for ax, k in zip(axes.flat[1:], metrics):
+            for s in settings:
+                if got := curve(s["runs"], "eval", k):
+                    mean_band(ax, *got, s["colour"], marker=".")
+            millions(ax.xaxis)
+            ax.set(xlabel="tokens seen", title=metric_label(k))
+            ax.title.set_fontsize(9)
+            if k in ("cond_spearman", "cond_kendall"):
+                ax.axhline(0, color="grey", lw=0.5)
+        for ax in axes.flat[len(metrics) + 1:]:
+            ax.axis("off")
+        note = "\ncondensation: train.py's cheap estimate on a few val windows, not measure.py's" if any(
+            k.startswith("cond_") for k in metrics) else ""
+        fig.suptitle(f"{what}training curves ({seeds_note(settings)}){note}", fontsize=10)
+
+
+def main(argv=None):
+    import argparse
+    import sys
+    from matplotlib import colormaps
+    p = argparse.ArgumentParser(description="Training curves of runs on one plot, from their log.jsonl.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (train.py --out_dir)")
+    p.add_argument("--out", default="loss_curves.png", help="the figure's file")
+    args = p.parse_args(argv)
+    settings = []
+    for i, run in enumerate(args.runs):
+        try:
+            log = read_log(run)
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {run}: cannot read its log.jsonl ({type(e).__name__}: {str(e).splitlines()[0]})")
+        if not log["train"] and not log["eval"]:
+            sys.exit(f"error: {run}/log.jsonl holds no train or eval records")
+        colour = f"C{i}" if len(args.runs) <= 10 else colormaps["tab20"](i % 20)  # C0..C9 repeat after ten
+        settings.append(dict(label=short(run, 40), colour=colour, runs=[log]))
+    plot_loss_curves(settings, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import pytest
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
 import gpu_sweep  # noqa: E402
@@ -24,17 +26,78 @@ def test_quick_suite_runs_every_experiment(tmp_path, capsys):
     assert list(summary["5_midtraining"]["table"]) == ["mid_none", "mid_angular"]
     for row in summary["4_pretraining"]["table"].values():
         assert -1 <= row["spearman"][0] <= 1 and 0 < row["val"][0] < 6
-    for folder in ("1_width", "2_training", "3_distillation", "4_pretraining", "5_midtraining"):
-        assert (tmp_path / "results" / folder / "heatmaps.png").stat().st_size > 10_000
+    figures = {"1_width": {"size_trend.png", "loss_curves.png"}, "2_training": {"condensation_over_training.png"},
+               "3_distillation": {"loss_curves.png"}, "4_pretraining": {"loss_curves.png"},
+               "5_midtraining": {"loss_curves.png"}}
+    for folder, extra in figures.items():
+        drawn = {p.name for p in (tmp_path / "results" / folder).glob("*.png")}
+        models = json.loads((tmp_path / "results" / folder / "condensation.json").read_text())["models"]
+        if "layer_across" in models[0]:  # measure.py's further measures, by setting too
+            extra = extra | {"layer_measures.png"}
+        assert drawn == {"heatmaps.png", "layer_means.png"} | extra, folder  # no training.png, the old name
+        assert all((tmp_path / "results" / folder / f).stat().st_size > 10_000 for f in drawn)
     md = (tmp_path / "results" / "summary.md").read_text()
     assert "## 4. Dispersion" in md and "| angular |" in md
-    # an interrupted or repeated suite trains nothing twice
+    measured = json.loads((tmp_path / "results" / "4_pretraining" / "condensation.json").read_text())
+    for key, title in suite.EXTRA_METRICS.items():  # a column for each further measure measure.py has given
+        assert (f"| {title} |" in md.replace(" | ", " |\n| ")) == (key in measured["models"][0]), key
+    # an interrupted or repeated suite trains nothing twice, and resumes a run that stopped before its last step
+    unfinished = tmp_path / "runs" / "angular_seed0" / "ckpt.pt"
+    ckpt = torch.load(unfinished, weights_only=True)
+    ckpt["iter_num"], ckpt["tokens_seen"] = 10, ckpt["tokens_seen"] // 2
+    torch.save(ckpt, unfinished)
+    killed = tmp_path / "runs" / "decorrelation_seed0"  # killed before its first checkpoint: starts again
+    (killed / "ckpt.pt").unlink()
     capsys.readouterr()
     suite.main(args + ["--only", "4"])
     lines = [l for l in capsys.readouterr().out.splitlines() if "train.py" in l]
-    assert len(lines) == 7 and all(l.startswith("# already done") for l in lines)
+    assert len(lines) == 7 and sum(l.startswith("# already done") for l in lines) == 5
+    resumed = [l for l in lines if l.startswith("# resuming: ")]
+    assert len(resumed) == 1 and "angular_seed0" in resumed[0] and resumed[0].endswith("--init_from resume")
+    assert torch.load(unfinished, weights_only=True)["iter_num"] == 20
+    again = [l for l in lines if l.startswith("# starting again")]
+    assert len(again) == 1 and "decorrelation_seed0" in again[0]
+    records = [json.loads(l) for l in (killed / "log.jsonl").read_text().splitlines()]
+    steps = [(r["split"], r["iter"]) for r in records]
+    assert len(set(steps)) == len(steps) and [i for s, i in steps if s == "eval"] == [0, 10, 20]  # no old records
     again = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert again["1_width"] == summary["1_width"] and again["n_runs"] == summary["n_runs"]  # --only kept the rest
+
+
+def test_quick_suite_writes_apart_from_the_committed_results():
+    full, quick = suite.parse_args([]), suite.parse_args(["--quick"])
+    assert (full.runs, full.out) == (os.path.join("experiments", "runs"), os.path.join("experiments", "results"))
+    assert quick.runs == os.path.join("experiments", "runs", "quick")
+    assert quick.out == os.path.join("experiments", "runs", "quick", "results")
+    assert suite.parse_args(["--quick", "--out", "o"]).out == "o"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "x"], "error: --only x: give experiments 1 to 5 as a comma list, e.g. --only 1,3"),
+    (["--only", "1,6"], "error: --only 1,6: give experiments 1 to 5 as a comma list, e.g. --only 1,3"),
+    (["--only", ""], "error: --only : give experiments 1 to 5 as a comma list, e.g. --only 1,3"),
+    (["--quik"], "error: unrecognized arguments: --quik (see python experiments/suite.py --help)"),
+])
+def test_suite_bad_input_is_one_line(argv, message):
+    with pytest.raises(SystemExit) as e:
+        suite.parse_args(argv)
+    assert e.value.code == message
+
+
+def test_suite_flags_and_tables():
+    cmd = ["--out_dir", "r", "--init_from", "a", "--max_iters", "6"]
+    assert suite.with_flag(cmd, "--init_from", "resume") == ["--out_dir", "r", "--init_from", "resume",
+                                                             "--max_iters", "6"]
+    assert suite.with_flag(cmd, "--seed", 1) == cmd + ["--seed", "1"]
+    row = {"n": 2, "n_params": 260_000, "val": [2.4, 0.03], "spearman": [0.857, 0.186], "kendall": [None, None],
+           "last_layer_mean": [0.342, 0.03]}
+    plain = suite.table({"8": row}, "n_inner").splitlines()
+    assert plain[0] == "| n_inner | params | seeds | val loss | Spearman rho | Kendall tau | last-layer cos |"
+    assert plain[2] == "| 8 | 0.260M | 2 | 2.400 ± 0.030 | 0.857 ± 0.186 | n/a ± n/a | 0.342 ± 0.030 |"
+    more = suite.table({"8": row | {"excess_spearman": [-0.5, 0.25], "last_layer_excess": [0.1, 0.0]}}).splitlines()
+    assert more[0].endswith("| last-layer cos | excess rho | last-layer excess |")  # shown only when measured
+    assert more[1] == "|---" * 9 + "|" and more[2].endswith("| -0.500 ± 0.250 | 0.100 ± 0.000 |")
+    assert suite.mean_std([1.0, None, 3.0]) == [2.0, 2 ** 0.5] and suite.mean_std([None]) == [None, None]
 
 
 def test_gpu_sweep_sizes_match_the_paper():

@@ -415,7 +415,7 @@ def test_cli_snapshots_of_a_run(corpus):
     report = measure.main([str(run), "--snapshots", "--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "o"), *FAST])
     assert [m["tokens_seen"] for m in report["models"]] == [0, 1000, 2000]
     assert report["runs"][str(run)]["n"] == 3
-    pixels = __import__("matplotlib.image").image.imread(tmp / "o" / "training.png")
+    pixels = __import__("matplotlib.image").image.imread(tmp / "o" / "condensation_over_training.png")
     assert pixels[..., :3].std() > 0.05
 
 
