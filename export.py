@@ -190,7 +190,7 @@ def export(spec, out_dir, keep_padded_vocab=False):
     except (ValueError, OSError) as e:  # ModelError is a ValueError; so are from_pretrained's complaints
         raise ExportError(str(e)) from None
     n_vocab = vocab_size(tokenizer)
-    n_rows = net.config.vocab_size if keep_padded_vocab else n_vocab
+    n_rows = net.config.vocab_size if keep_padded_vocab else min(n_vocab, net.config.vocab_size)
     notes = []
     if keep_padded_vocab and n_rows > n_vocab:
         notes.append(f"vocab_size {n_rows}: the output layer keeps its {n_rows - n_vocab} padded rows; the "

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import export
+import model
 from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer
 from model import GPT, GPTConfig
 
@@ -107,6 +108,23 @@ def test_round_trip_is_bit_exact(tmp_path, bpe, keep):
     for k, v in back.state_dict().items():
         expect = ref[k][:50257] if k.endswith(("wte.weight", "lm_head.weight")) and not keep else ref[k]
         assert torch.equal(v, expect), k
+
+
+def test_gpt2_folder_exports_as_transformers_saves_it(tmp_path):
+    """GPT-2 weights in, the same file out: every tensor as transformers' own save_pretrained stores it."""
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=97, n_positions=32, n_embd=16, n_layer=2, n_head=2, n_inner=40)
+    hf = transformers.GPT2LMHeadModel(cfg)
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    hf.save_pretrained(tmp_path / "gpt2")
+    export.export(str(tmp_path / "gpt2"), tmp_path / "hf")
+    ref = {k: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    theirs = model.read_safetensors(tmp_path / "hf" / "model.safetensors")
+    assert sorted(theirs) == sorted(ref) and all(torch.equal(theirs[k], ref[k]) for k in ref)
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert (config["vocab_size"], config["n_inner"], config["n_positions"]) == (97, 40, 32)
 
 
 def test_model_without_biases_exports_zeros(tmp_path):
