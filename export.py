@@ -164,7 +164,8 @@ def write_gpt2_tokenizer(folder, max_len):
 # ------------------------------------------------------------------------------------------------ the folder
 
 def check_out_dir(out):
-    """Refuse a file, an unwritable folder or one holding files that are not an earlier export."""
+    """Refuse a file, an unwritable folder or one holding files that are not an earlier export.
+    -> the nearest folder on the way to out that exists already."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file, not a folder")
     if out.is_dir():
@@ -174,17 +175,18 @@ def check_out_dir(out):
                               ": give a new or empty folder, or one holding an earlier export")
         if not os.access(out, os.W_OK):
             raise ExportError(f"{out} is not writable")
-    parent = out.parent
-    while not parent.exists():  # the folders still to be made
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot create {out}: {parent} is not a writable folder")
+    base = out.parent
+    while not base.exists():  # the folders still to be made
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot create {out}: {base} is not a writable folder")
+    return base
 
 
 def export(spec, out_dir, keep_padded_vocab=False):
     """Write MODEL spec to out_dir in Hugging Face's format. -> lines to tell the user."""
     out = Path(out_dir).absolute()
-    check_out_dir(out)
+    base = check_out_dir(out)
     try:
         net, tokenizer = load_gpt(spec)
     except (ValueError, OSError) as e:  # ModelError is a ValueError; so are from_pretrained's complaints
@@ -195,9 +197,9 @@ def export(spec, out_dir, keep_padded_vocab=False):
     if keep_padded_vocab and n_rows > n_vocab:
         notes.append(f"vocab_size {n_rows}: the output layer keeps its {n_rows - n_vocab} padded rows; the "
                      f"tokenizer produces ids 0..{n_vocab - 1} only")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # everything goes into a fresh folder beside OUT_DIR, which then takes OUT_DIR's place: never a half export
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    # everything goes into a fresh folder on OUT_DIR's file system, which then takes OUT_DIR's place in one rename:
+    # never a half export, and no folder left behind by a failed one
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=base))
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -213,9 +215,14 @@ def export(spec, out_dir, keep_padded_vocab=False):
         if out.exists():  # an empty folder or an earlier export: swap it for the new one
             old = out.with_name(tmp.name + ".old")
             out.rename(old)
-            tmp.rename(out)
+            try:
+                tmp.rename(out)
+            except OSError:
+                old.rename(out)
+                raise
             shutil.rmtree(old)
         else:
+            out.parent.mkdir(parents=True, exist_ok=True)
             tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

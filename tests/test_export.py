@@ -167,7 +167,7 @@ def test_re_export_replaces_an_earlier_one(tmp_path, bpe):
 
 def test_failed_export_leaves_nothing(tmp_path, bpe, monkeypatch, capsys):
     _, root = bpe
-    out = tmp_path / "hf"
+    out = tmp_path / "new" / "hf"
 
     def disk_full(tensors, path):
         path.write_bytes(b"half")
@@ -177,12 +177,16 @@ def test_failed_export_leaves_nothing(tmp_path, bpe, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         export.main([str(root / "ckpt.pt"), str(out)])
     assert e.value.code == "error: [Errno 28] No space left on device"
-    assert list(tmp_path.iterdir()) == []  # no OUT_DIR, no temporary folder beside it
+    assert list(tmp_path.iterdir()) == []  # no OUT_DIR, no folder on the way to it, no temporary folder
+    out = tmp_path / "hf"
     out.mkdir()
     (out / "config.json").write_text("an earlier export")
     with pytest.raises(SystemExit):
         export.main([str(root / "ckpt.pt"), str(out)])
     assert [f.name for f in tmp_path.iterdir()] == ["hf"] and (out / "config.json").read_text() == "an earlier export"
+    monkeypatch.undo()
+    export.main([str(root / "ckpt.pt"), str(tmp_path / "new" / "hf")])  # folders on the way are made
+    assert (tmp_path / "new" / "hf" / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize("case,message", [
