@@ -170,8 +170,10 @@ class GPT(nn.Module):
         n_vocab: the tokenizer's size; the padded rows past it get probability 0, as no tokenizer can decode them.
         top_k keeps the k likeliest tokens (and any tied with the k-th); top_k=1 is greedy decoding."""
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.config.block_size:])
-            logits = logits[:, -1, :n_vocab].float() / temperature
+            # only the last position's logits are needed: the output layer runs on it alone, which for a 50k
+            # vocabulary is most of a small model's work
+            _, _, hidden = self(idx[:, -self.config.block_size:], return_hidden=True, head=False)
+            logits = self.lm_head(hidden[-1][:, -1, :])[:, :n_vocab].float() / temperature
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -float("inf")
