@@ -7,8 +7,8 @@ Export a model to Hugging Face's format, so that transformers, lm-evaluation-har
     lm_eval --model hf --model_args pretrained=hf/out --tasks lambada_openai
 
 OUT_DIR gets config.json (a GPT2LMHeadModel), model.safetensors (written here: the format is simple enough to need
-no package) and, for GPT-2 BPE models, the tokenizer as GPT-2's vocab.json and merges.txt, made from the shipped
-ranks file data/gpt2.tiktoken. A char-level tokenizer has no Hugging Face form: its weights are exported, and its
+no package) and, for GPT-2 BPE models, the tokenizer as GPT-2's vocab.json and merges.txt (and the same BPE as
+tokenizer.json), made from the shipped ranks file data/gpt2.tiktoken. A char-level tokenizer has no Hugging Face form: its weights are exported, and its
 characters are kept in nanodisperse_tokenizer.json, which Hugging Face tools do not read.
 
 The output layer keeps only the rows the tokenizer can produce (50257 for GPT-2's BPE, as in GPT-2's own
@@ -34,8 +34,8 @@ from load import ModelError, load_gpt
 # (model.GPT.from_pretrained transposes them the other way on loading)
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # everything export writes, so that re-exporting into the same folder knows what it may replace
-EXPORT_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json",
-                "special_tokens_map.json", "nanodisperse_tokenizer.json")
+EXPORT_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json", "nanodisperse_tokenizer.json")
 EOT_TEXT = "<|endoftext|>"
 
 
@@ -144,15 +144,28 @@ def gpt2_vocab_and_merges(ranks):
 
 @functools.cache
 def gpt2_tokenizer_files():
-    """vocab.json's and merges.txt's text, made once per process (about a second)."""
+    """vocab.json's, merges.txt's and tokenizer.json's text, made once per process (about a second)."""
     vocab, merges = gpt2_vocab_and_merges(_read_gpt2_ranks())
-    return json.dumps(vocab, ensure_ascii=False), "#version: 0.2\n" + "\n".join(merges) + "\n"
+    # tokenizer.json is the same BPE for the tokenizers library (read by transformers first, and by tools without
+    # Python): GPT-2's byte-level pre-tokenizer (its regex, no prefix space) and decoder, <|endoftext|> special
+    byte_level = dict(type="ByteLevel", add_prefix_space=False, trim_offsets=True, use_regex=True)
+    fast = dict(version="1.0", truncation=None, padding=None,
+                added_tokens=[dict(id=GPT2_EOT, content=EOT_TEXT, single_word=False, lstrip=False, rstrip=False,
+                                   normalized=False, special=True)],
+                normalizer=None, pre_tokenizer=byte_level, post_processor={**byte_level, "trim_offsets": False},
+                decoder=byte_level,
+                model=dict(type="BPE", dropout=None, unk_token=None, continuing_subword_prefix="",
+                           end_of_word_suffix="", fuse_unk=False, byte_fallback=False, ignore_merges=False,
+                           vocab=vocab, merges=merges))
+    return (json.dumps(vocab, ensure_ascii=False), "#version: 0.2\n" + "\n".join(merges) + "\n",
+            json.dumps(fast, ensure_ascii=False))
 
 
 def write_gpt2_tokenizer(folder, max_len):
-    vocab, merges = gpt2_tokenizer_files()
+    vocab, merges, fast = gpt2_tokenizer_files()
     (folder / "vocab.json").write_text(vocab, encoding="utf-8")
     (folder / "merges.txt").write_text(merges, encoding="utf-8")
+    (folder / "tokenizer.json").write_text(fast, encoding="utf-8")
     special = dict(bos_token=EOT_TEXT, eos_token=EOT_TEXT, unk_token=EOT_TEXT)
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     # GPT-2's tokenizer adds no BOS and no prefix space: text is encoded as it is, as data.tokenizer does

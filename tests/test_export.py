@@ -56,20 +56,25 @@ def test_exported_logits_match(bpe):
     assert torch.allclose(ref, ours[..., :50257], atol=1e-5, rtol=0)
 
 
-def test_exported_tokenizer_gives_our_ids(bpe):
+def test_exported_tokenizer_gives_our_ids(bpe, tmp_path):
     _, root = bpe
-    tok = transformers.AutoTokenizer.from_pretrained(root / "hf")
+    # transformers reads tokenizer.json when it is there; without it, it builds the BPE from vocab.json and merges.txt
+    for f in (root / "hf").iterdir():
+        if f.name != "tokenizer.json":
+            (tmp_path / f.name).write_bytes(f.read_bytes())
     encode, decode = get_tokenizer({"name": "gpt2"})
-    assert tok("Hello world")["input_ids"] == [15496, 995] == encode("Hello world")
-    assert (tok.eos_token_id, tok.bos_token_id, len(tok)) == (50256, 50256, 50257)
     # the bundled texts: English prose, and Wikipedia with its 515 characters (accents, other scripts, symbols)
     texts = [f.read_text()[:40_000] for f in sorted((DATA / "austen").glob("*.txt"))]
     texts += [json.loads(line)["text"] for line in (DATA / "wiki" / "articles.jsonl").read_text().splitlines()]
     texts += ["  two spaces,\ttab\n\n\nnewlines \u00e9\u4e2d\U0001f600 and 's 'll 'VE", ""]
-    for text in texts:
-        ids = tok(text)["input_ids"]
-        assert ids == encode(text)
-        assert tok.decode(ids) == decode(ids) == text
+    for folder, some in ((root / "hf", texts), (tmp_path, texts[:6] + texts[-12:])):
+        tok = transformers.AutoTokenizer.from_pretrained(folder)
+        assert tok("Hello world")["input_ids"] == [15496, 995] == encode("Hello world")
+        assert (tok.eos_token_id, tok.bos_token_id, len(tok)) == (50256, 50256, 50257)
+        for text in some:
+            ids = tok(text)["input_ids"]
+            assert ids == encode(text)
+            assert tok.decode(ids) == decode(ids) == text
 
 
 def test_merges_are_gpt2s(bpe):
@@ -80,6 +85,9 @@ def test_merges_are_gpt2s(bpe):
     # GPT-2's first merges, in its byte-to-unicode spelling: 'Ġ' is the space
     assert merges[1:8] == ["Ġ t", "Ġ a", "h e", "i n", "r e", "o n", "Ġt he"]
     assert vocab["Ġthe"] == 262 and vocab["<|endoftext|>"] == 50256 and vocab["!"] == 0 and vocab["Ġ"] == 220
+    tokenizers = pytest.importorskip("tokenizers")  # tokenizer.json, as tools without Python read it
+    fast = tokenizers.Tokenizer.from_file(str(root / "hf" / "tokenizer.json"))
+    assert fast.encode("Hello world").ids == [15496, 995] and fast.encode("a<|endoftext|>").ids == [64, 50256]
     # merge r makes token 256 + r from two tokens ranked below it
     for r, line in enumerate(merges[1:]):
         a, b = line.split(" ")
@@ -144,7 +152,7 @@ def test_char_model_exports_weights_and_says_tokenizer_has_no_hf_form(tmp_path, 
     out = capsys.readouterr().out
     assert "the char tokenizer has no Hugging Face form" in out and out.splitlines()[-1] == f"wrote {tmp_path / 'hf'}"
     files = sorted(f.name for f in (tmp_path / "hf").iterdir())
-    assert files == ["config.json", "model.safetensors", "nanodisperse_tokenizer.json"]
+    assert files == ["config.json", "model.safetensors", "nanodisperse_tokenizer.json"]  # no tokenizer files
     assert json.loads((tmp_path / "hf" / "nanodisperse_tokenizer.json").read_text()) == spec
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["vocab_size"] == 8 and "eos_token_id" not in config
