@@ -8,8 +8,9 @@ Export a model to Hugging Face's format, so that transformers, lm-evaluation-har
 
 OUT_DIR gets config.json (a GPT2LMHeadModel), model.safetensors (written here: the format is simple enough to need
 no package) and, for GPT-2 BPE models, the tokenizer as GPT-2's vocab.json and merges.txt (and the same BPE as
-tokenizer.json), made from the shipped ranks file data/gpt2.tiktoken. A char-level tokenizer has no Hugging Face form: its weights are exported, and its
-characters are kept in nanodisperse_tokenizer.json, which Hugging Face tools do not read.
+tokenizer.json), made from the shipped ranks file data/gpt2.tiktoken. A char-level tokenizer has no Hugging Face
+form: its weights are exported, and its characters are kept in nanodisperse_tokenizer.json, which Hugging Face
+tools do not read.
 
 The output layer keeps only the rows the tokenizer can produce (50257 for GPT-2's BPE, as in GPT-2's own
 checkpoint): our models pad the vocabulary to a multiple of 64 for speed, and a padded row is a token no tokenizer
@@ -244,7 +245,7 @@ def export(spec, out_dir, keep_padded_vocab=False):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Export a model (our checkpoint or run directory, or GPT-2 weights) to "
-                                            "Hugging Face's GPT2LMHeadModel format.")
+                                            "Hugging Face's GPT2LMHeadModel format.", allow_abbrev=False)
     p.add_argument("model", metavar="MODEL", help="one of our run directories or checkpoints, or GPT-2 weights "
                                                   "(a name in the Hugging Face cache or a folder)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="the folder to write (new, empty, or an earlier export)")

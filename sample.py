@@ -23,10 +23,11 @@ SEPARATOR = "---------------"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="Sample text from a model, as nanoGPT's sample.py does.",
+                                allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="our checkpoint or run directory, GPT-2 name or folder, or hf:NAME")
-    p.add_argument("--start", default="\n", help='the prompt, or FILE:path to read it from a file')
+    p.add_argument("--start", default="\n",
+                   help="the prompt, or FILE:path to read it from a file (default: %(default)r, a newline)")
     p.add_argument("--num_samples", type=int, default=3, help="samples to draw, one after another")
     p.add_argument("--max_new_tokens", type=int, default=300, help="tokens generated per sample")
     p.add_argument("--temperature", type=float, default=0.8, help="< 1 sharper, > 1 more random")
@@ -91,13 +92,13 @@ def sample(m, net, ids, args, device):
     for _ in range(args.num_samples):
         if m["kind"] == "hf":
             import transformers
-            # a fresh GenerationConfig, so that a model's own defaults (top_p, repetition penalty) do not mix in;
-            # min_new_tokens keeps it from stopping at end-of-text, as our GPT never stops early either
+            # the model's own generation defaults (top_p, repetition penalty, stopping at end-of-text) would mix in
+            # with ours: without them, it draws max_new_tokens tokens from the same distribution as our GPT would
+            net.generation_config = transformers.GenerationConfig()
             cfg = transformers.GenerationConfig(do_sample=True, temperature=args.temperature, top_k=top_k or 0,
                                                 top_p=1.0, max_new_tokens=args.max_new_tokens,
-                                                min_new_tokens=args.max_new_tokens,
                                                 pad_token_id=m["eot"] if m["eot"] is not None else 0,
-                                                eos_token_id=m["eot"])
+                                                suppress_tokens=list(range(m["n_vocab"], m["vocab"])) or None)
             y = net.generate(idx, attention_mask=torch.ones_like(idx), generation_config=cfg)
         else:  # our GPT: only the tokenizer's ids can come out, never a padded row
             y = net.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=top_k,

@@ -101,8 +101,10 @@ def test_not_a_model_is_one_line(tmp_path):
     assert e.value.code.startswith("error: ") and "is not a readable checkpoint" in e.value.code
 
 
-def test_exported_model_through_transformers_agrees(tmp_path, capsys):
-    """hf: models sample through transformers' generate; on our exported model, greedy decoding is ours."""
+@pytest.mark.parametrize("end_of_text", [False, True])
+def test_exported_model_through_transformers_agrees(tmp_path, capsys, end_of_text):
+    """hf: models sample through transformers' generate; on our exported model, greedy decoding is ours, also when
+    it draws <|endoftext|> (which must neither stop transformers early nor be forbidden to it)."""
     pytest.importorskip("transformers")
     import export
     torch.manual_seed(0)
@@ -110,12 +112,15 @@ def test_exported_model_through_transformers_agrees(tmp_path, capsys):
     net = GPT(GPTConfig(**args))
     with torch.no_grad():  # spread the logits, so that greedy decoding has no near ties to break differently
         net.transformer.wte.weight.mul_(20)
+        if end_of_text:  # <|endoftext|> becomes the likeliest token after " world"
+            net.transformer.wte.weight[50256] = 1.5 * net.transformer.wte.weight[995]
     torch.save({"model": net.state_dict(), "model_args": args, "tokenizer": {"name": "gpt2"}}, tmp_path / "ckpt.pt")
     export.export(str(tmp_path / "ckpt.pt"), tmp_path / "hf")
     flags = ("--start", "Hello world", "--top_k", "1", "--max_new_tokens", "12", "--num_samples", "1")
     ours, out = run(str(tmp_path / "ckpt.pt"), capsys, *flags)
     theirs, out_hf = run("hf:" + str(tmp_path / "hf"), capsys, *flags)
     assert ours == theirs and out == out_hf and ours[0][:2] == [15496, 995] and len(ours[0]) == 14
+    assert (ours[0][2] == 50256) == end_of_text
     with pytest.raises(SystemExit) as e:  # transformers' GPT-2 cannot slide past its context, ours can
         sample.main(["hf:" + str(tmp_path / "hf"), "--max_new_tokens", "40"])
     assert e.value.code == f"error: hf:{tmp_path / 'hf'}: prompt (1 tokens) + --max_new_tokens 40 is longer than " \
