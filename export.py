@@ -54,9 +54,10 @@ def hf_config(cfg, n_rows, tokenizer):
                   resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
                   initializer_range=0.02, scale_attn_weights=True, tie_word_embeddings=True, use_cache=True,
                   dtype="float32")
-    if tokenizer["name"] == "gpt2":
-        config.update(bos_token_id=GPT2_EOT, eos_token_id=GPT2_EOT)  # as GPT-2's own config: both <|endoftext|>
-    return config
+    # GPT-2's own config: both <|endoftext|>; a char vocabulary has no such token, and saying nothing would let
+    # transformers' GPT-2 default of 50256 stand
+    eot = GPT2_EOT if tokenizer["name"] == "gpt2" else None
+    return {**config, "bos_token_id": eot, "eos_token_id": eot}
 
 
 def hf_state_dict(net, n_rows):

@@ -155,8 +155,9 @@ def test_char_model_exports_weights_and_says_tokenizer_has_no_hf_form(tmp_path, 
     assert files == ["config.json", "model.safetensors", "nanodisperse_tokenizer.json"]  # no tokenizer files
     assert json.loads((tmp_path / "hf" / "nanodisperse_tokenizer.json").read_text()) == spec
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert config["vocab_size"] == 8 and "eos_token_id" not in config
+    assert config["vocab_size"] == 8 and config["eos_token_id"] is None
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert hf.config.eos_token_id is None and hf.config.bos_token_id is None  # not GPT-2's 50256
     idx = torch.tensor([get_tokenizer(spec)[0]("bad cafe\nface")])
     with torch.no_grad():
         assert torch.allclose(hf(idx).logits, net(idx)[0][..., :8], atol=1e-5, rtol=0)
