@@ -30,6 +30,7 @@ import torch.nn.functional as F
 import dispersion
 import measure
 from data import prepare as dataprep
+from evaluate import EvalError, score_in_training, tasks_for_training
 from load import load_gpt, open_model
 from model import GPT, GPTConfig, load_checkpoint
 
@@ -101,6 +102,10 @@ def build_parser():
     g.add_argument("--eval_iters", type=int, default=20, help="batches per loss estimate")
     g.add_argument("--cond_texts", type=int, default=8,
                    help="fixed val windows for the in-training condensation estimate (cond_* in log.jsonl)")
+    g.add_argument("--eval_tasks", default="",
+                   help="comma list of benchmarks scored at each eval (evaluate.py: tasks prepared by data/prepare.py "
+                        "or .jsonl files), as bench_<task> (acc) and bench_<task>_acc_norm in log.jsonl")
+    g.add_argument("--eval_task_items", type=int, default=200, help="items of each --eval_tasks task (its first)")
     g.add_argument("--log_interval", type=int, default=10, help="print and log a line every N steps")
     g.add_argument("--save_every", type=int, default=0,
                    help="also keep out_dir/ckpt_<iter>.pt (weights, for measure.py) every N steps, from 0")
@@ -138,7 +143,7 @@ def check_args(a):
     except ValueError as e:
         fail(f"model flags: {e}")
     for name in ("batch_size", "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval",
-                 "cond_texts"):
+                 "cond_texts", "eval_task_items"):
         if getattr(a, name) < 1:
             fail(f"--{name} must be at least 1, got {getattr(a, name)}")
     for name in ("max_iters", "warmup_iters", "save_every", "forget_every", "disp_max_tokens", "lr_decay_iters",
@@ -592,6 +597,10 @@ def evaluate(run):
     with env.autocast:
         cond = measure.condensation_summary(net, run.cond_idx)
     out.update({f"cond_{k}": v.item() if hasattr(v, "item") else v for k, v in cond.items()})  # numpy -> JSON
+    # benchmarks (--eval_tasks) by evaluate.py's rules, on the plain model and the same items at every eval
+    if run.model.bench:
+        with env.autocast:
+            out.update(score_in_training(net, run.model.bench, env.device))
     # more evaluation metrics go here: each adds its numbers to `out`, which log.jsonl and the eval line take as
     # they are (keys starting with "val" also get a perplexity ppl_<key>)
     net.train()
@@ -604,6 +613,18 @@ def eval_line(iter_num, ev, n_windows):
     cond = ", ".join(fmt(k, v) for k, v in ev.items() if k.startswith("cond_"))
     estimate = f"; condensation estimate on {n_windows} val windows: {cond}" if cond else ""
     return f"eval {iter_num}: {losses}{estimate}"
+
+
+def benchmark_tasks(a, data, model):
+    """--eval_tasks: the first --eval_task_items items of each, tokenized once, before any step (a task that is not
+    prepared stops the run here, with the command that prepares it)."""
+    if not a.eval_tasks:
+        return []
+    try:
+        return tasks_for_training([t for t in a.eval_tasks.split(",") if t.strip()], a.eval_task_items,
+                                  data.meta["tokenizer"], model.net.config.block_size)
+    except EvalError as e:
+        fail(f"--eval_tasks: {e}")
 
 
 def condensation_windows(val, a, device):
@@ -713,6 +734,7 @@ def main(argv=None):
             torch.distributed.init_process_group(backend, device_id=env.device if env.device.type == "cuda" else None)
         data = load_data(a, env)
         model = build_model(a, env, data, ckpt)
+        model.bench = benchmark_tasks(a, data, model)
         if writes:  # only now, so that bad input leaves no trace in out_dir
             lock = lock_out_dir(a)
         asked, restore_ctrl_c = catch_ctrl_c()  # from here on, Ctrl-C means: save and stop
