@@ -21,7 +21,9 @@ from torch.nn import functional as F
 @dataclass
 class GPTConfig:
     block_size: int = 1024  # longest context (number of learned positions)
-    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64: faster matmuls, the extra rows never used
+    # GPT-2's 50257 padded up to a multiple of 64 for faster matmuls; the extra rows are never a target, but they
+    # still get logits, so sampling must mask them (generate's n_vocab) and exports may drop them
+    vocab_size: int = 50304
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
@@ -158,14 +160,19 @@ class GPT(nn.Module):
         return 6 * n_matmul + 12 * cfg.n_layer * cfg.n_embd * T
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Sample max_new_tokens tokens after idx (B, T), feeding back the last block_size tokens each step."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, n_vocab=None):
+        """Sample max_new_tokens tokens after idx (B, T), feeding back the last block_size tokens each step.
+        n_vocab: the tokenizer's size; the padded rows past it get probability 0, as no tokenizer can decode them.
+        top_k keeps the k likeliest tokens (and any tied with the k-th); top_k=1 is greedy decoding."""
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.config.block_size:])
-            logits = logits[:, -1, :] / temperature
+            # only the last position's logits are needed: the output layer runs on it alone, which for a 50k
+            # vocabulary is most of a small model's work
+            _, _, hidden = self(idx[:, -self.config.block_size:], return_hidden=True, head=False)
+            logits = self.lm_head(hidden[-1][:, -1, :])[:, :n_vocab].float() / temperature
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -float("inf")
+            # slicing to n_vocab leaves ids 0 .. n_vocab - 1, so the sampled index is the token id as it is
             idx = torch.cat((idx, torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)), dim=1)
         return idx
 
