@@ -27,7 +27,10 @@ from model import GPT, GPTConfig
 def memory_mib(reset_peak=False):
     """(resident, peak resident) memory of this process in MiB, from Linux's /proc; clear_refs 5 resets the peak."""
     if reset_peak:
-        Path("/proc/self/clear_refs").write_text("5")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:  # not permitted in some containers: the peak is then the process's since it started
+            pass
     status = Path("/proc/self/status").read_text()
     return [int(re.search(rf"{key}:\s+(\d+)", status).group(1)) / 1024 for key in ("VmRSS", "VmHWM")]
 
@@ -47,10 +50,10 @@ def bench_train(flags, iters, rounds):
 
 
 @torch.no_grad()
-def bench_measure(n_texts, seq_len, device, batch_size=4):
-    """texts/s and peak memory of measure.layer_cosines on a random GPT-2-124M-shaped model."""
+def bench_measure(n_texts, seq_len, device, batch_size=4, dtype=torch.float32, **model_args):
+    """texts/s and peak memory of measure.layer_cosines on a random GPT-2-124M-shaped model (or model_args')."""
     torch.manual_seed(0)
-    hidden_fn = measure.ours(GPT(GPTConfig(vocab_size=50257)), device, torch.float32)[0]
+    hidden_fn = measure.ours(GPT(GPTConfig(**{"vocab_size": 50257, **model_args})), device, dtype)[0]
     tokens = torch.randint(0, 50257, (n_texts, seq_len))
     measure.layer_cosines(hidden_fn, tokens[:1], 1, device=device)  # warm-up
     before, _ = memory_mib(reset_peak=True)

@@ -1,6 +1,7 @@
 """The GPU paths on a CPU: torch.compile (inductor) and bfloat16 autocast give the numbers of the plain float32 run.
 
-Every compiled run here has the same tiny model, so inductor builds its kernels once and the later runs reuse them.
+Every compiled run here has the same tiny model on GPT-2 BPE data, so inductor builds its kernels once and the later
+runs reuse them; experiments/gpu_check.py --tiny (tests/test_gpu_check.py) compiles that same model too.
 """
 
 import json
@@ -21,18 +22,18 @@ TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--block_size", "32
 
 
 @pytest.fixture(scope="module")
-def char_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "tiny_char"
-    dataprep.prepare("tiny_char", dataprep.source_documents("austen")[:15], {"name": "char"}, out_dir=out,
+def bpe_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "tiny_bpe"
+    dataprep.prepare("tiny_bpe", dataprep.source_documents("austen")[:15], {"name": "gpt2"}, out_dir=out,
                      verbose=False)
     return str(out)
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory, char_data):
+def teacher(tmp_path_factory, bpe_data):
     """An untrained model of another seed: its logits differ from the student's, so the KL term is not zero."""
     out = tmp_path_factory.mktemp("teacher")
-    train.main(["--dataset", char_data, "--out_dir", str(out), *TINY, "--no-compile", "--max_iters", "0",
+    train.main(["--dataset", bpe_data, "--out_dir", str(out), *TINY, "--no-compile", "--max_iters", "0",
                 "--seed", "7"])
     return str(out)
 
@@ -48,11 +49,11 @@ def train_records(log):
 
 
 @pytest.mark.parametrize("kind", ["plain", "angular", "teacher"])
-def test_compiled_training_matches_eager(tmp_path, char_data, teacher, kind):
+def test_compiled_training_matches_eager(tmp_path, bpe_data, teacher, kind):
     extra = {"plain": [], "angular": ["--disp", "angular"], "teacher": ["--teacher", teacher, "--kd_alpha", 0.5]}[kind]
     flags = ("--max_iters", 5, "--eval_interval", 5, *extra)
-    eager = train_records(run(tmp_path / "eager", char_data, "--no-compile", *flags))
-    compiled = train_records(run(tmp_path / "compiled", char_data, "--compile", *flags))
+    eager = train_records(run(tmp_path / "eager", bpe_data, "--no-compile", *flags))
+    compiled = train_records(run(tmp_path / "compiled", bpe_data, "--compile", *flags))
     assert set(eager) == set(compiled) == set(range(1, 6))
     for i in eager:
         for key in ("loss", "ce", "disp", "kd"):
@@ -65,13 +66,13 @@ def test_compiled_training_matches_eager(tmp_path, char_data, teacher, kind):
     assert eager[5]["loss"] < eager[1]["loss"]
 
 
-def test_compiled_checkpoint_resumes_in_eager_mode(tmp_path, char_data):
+def test_compiled_checkpoint_resumes_in_eager_mode(tmp_path, bpe_data):
     common = ("--lr_decay_iters", 8, "--eval_interval", 4)
-    full = train_records(run(tmp_path / "full", char_data, "--no-compile", "--max_iters", 8, *common))
-    run(tmp_path / "split", char_data, "--compile", "--max_iters", 4, *common)
+    full = train_records(run(tmp_path / "full", bpe_data, "--no-compile", "--max_iters", 8, *common))
+    run(tmp_path / "split", bpe_data, "--compile", "--max_iters", 4, *common)
     ckpt = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=True)
     assert ckpt["iter_num"] == 4 and not any(k.startswith(("_orig_mod.", "module.")) for k in ckpt["model"])
-    resumed = train_records(run(tmp_path / "split", char_data, "--no-compile", "--max_iters", 8,
+    resumed = train_records(run(tmp_path / "split", bpe_data, "--no-compile", "--max_iters", 8,
                                 "--init_from", "resume", *common))
     assert set(resumed) == set(range(1, 9))
     for i in range(5, 9):  # the eager continuation of a compiled run follows the uninterrupted eager run
@@ -97,7 +98,7 @@ def test_angular_autograd_function_compiles():
     assert grads[0][1].abs().max() > 1e-3
 
 
-def test_bf16_autocast_on_cpu_trains_close_to_float32(tmp_path, char_data, monkeypatch):
+def test_bf16_autocast_on_cpu_trains_close_to_float32(tmp_path, bpe_data, monkeypatch):
     seen = []  # (autocast on where the loss is called, dtype and autocast inside the per-sequence computation)
     real_layer, real_seq = dispersion.layer_dispersion, dispersion._per_sequence
 
@@ -114,10 +115,10 @@ def test_bf16_autocast_on_cpu_trains_close_to_float32(tmp_path, char_data, monke
     monkeypatch.setattr(dispersion, "layer_dispersion", layer_spy)
     monkeypatch.setattr(dispersion, "_per_sequence", seq_spy)
     flags = ("--no-compile", "--max_iters", 5, "--eval_interval", 5, "--disp", "angular")
-    fp32 = train_records(run(tmp_path / "fp32", char_data, "--dtype", "float32", *flags))
+    fp32 = train_records(run(tmp_path / "fp32", bpe_data, "--dtype", "float32", *flags))
     assert {s[1] for s in seen if s[0] == "call"} == {False}
     seen.clear()
-    bf16 = train_records(run(tmp_path / "bf16", char_data, "--dtype", "bfloat16", *flags))
+    bf16 = train_records(run(tmp_path / "bf16", bpe_data, "--dtype", "bfloat16", *flags))
     assert {s for s in seen if s[0] == "call"} == {("call", True, torch.bfloat16)}  # bf16 autocast was on ...
     assert {s for s in seen if s[0] == "inside"} == {("inside", False, torch.float32)}  # ... but not in the loss
     diffs = [abs(bf16[i]["loss"] - fp32[i]["loss"]) for i in fp32]
@@ -126,11 +127,13 @@ def test_bf16_autocast_on_cpu_trains_close_to_float32(tmp_path, char_data, monke
     assert bf16[5]["loss"] < bf16[1]["loss"] - 0.1
 
 
-def test_measure_bf16_matches_float32(tmp_path, char_data):
-    run(tmp_path / "run", char_data, "--no-compile", "--max_iters", 20, "--eval_interval", 20)
+def test_measure_bf16_matches_float32(tmp_path, bpe_data):
+    run(tmp_path / "run", bpe_data, "--no-compile", "--max_iters", 20, "--eval_interval", 20)
+    texts = tmp_path / "texts.txt"  # one document per paragraph: chapters the model never saw
+    texts.write_text("\n\n".join(dataprep.source_documents("austen")[200:202]))
     means = {}
     for dtype in ("float32", "bf16"):
-        report = measure.main([str(tmp_path / "run"), "--data", char_data, "--n_texts", "6", "--seq_len", "32",
+        report = measure.main([str(tmp_path / "run"), "--data", str(texts), "--n_texts", "6", "--seq_len", "32",
                                "--n_boot", "0", "--device", "cpu", "--dtype", dtype, "--out", str(tmp_path / dtype)])
         means[dtype] = report["models"][0]["layer_mean"]
     assert len(means["float32"]) == 3
