@@ -491,7 +491,7 @@ def stage_science(run):
 def markdown(res):
     L = [f"# GPU check: {res['gpu']}", "",
          f"`python experiments/gpu_check.py{' --tiny' if res['tiny'] else ''}` on {res['date']}: torch "
-         f"{res['torch']}, CUDA {res['cuda']}, {res['total_s']:.0f} s in all (stages: "
+         f"{res['torch']}, CUDA {res['cuda'] or '-'}, {res['total_s']:.0f} s in all (stages: "
          + ", ".join(f"{k} {v:.0f} s" for k, v in res["stage_seconds"].items()) + ").", "",
          "## 1. Correctness", "", "| check | result | measured | tolerance | note |", "|---|---|---|---|---|"]
     L += [f"| {c['name']} | {c['status']} | {fmt(c['measured'])} | {fmt(c['tolerance'])} | {c['note']} |"
