@@ -345,12 +345,18 @@ def speed_flags(run, compiled):
 
 
 def profile_step(run, flags, label):
-    """torch.profiler over a few --bench steps of a graph compiled before: what the device spends its time on."""
-    from torch.profiler import ProfilerActivity, profile
-    cuda, steps = run.device.type == "cuda", 6
+    """torch.profiler over steady --bench steps of a graph compiled before: what the step spends its time on. An
+    optimizer hook marks the step boundaries, so setup and the first two steps stay out of the profile."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from torch.profiler import ProfilerActivity, profile, schedule
+    cuda, active = run.device.type == "cuda", 3
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with run.quiet(), profile(activities=activities) as prof:
-        result = train.main(["--bench", "--max_iters", str(steps), "--log_interval", str(steps), *flags])
+    with run.quiet(), profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=active, repeat=1)) as prof:
+        hook = register_optimizer_step_post_hook(lambda *args: prof.step())
+        try:
+            result = train.main(["--bench", "--max_iters", str(active + 3), "--log_interval", "100", *flags])
+        finally:
+            hook.remove()
     if cuda:  # the kernels themselves (a CPU op's device time would count its kernels a second time)
         value = lambda e: getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
         events = [e for e in prof.key_averages() if "CUDA" in str(getattr(e, "device_type", "")) and value(e) > 0]
@@ -358,12 +364,12 @@ def profile_step(run, flags, label):
     else:
         value = lambda e: e.self_cpu_time_total
         events = [e for e in prof.key_averages() if value(e) > 0]
-    total = sum(value(e) for e in events) or 1  # microseconds over all the steps
+    total = sum(value(e) for e in events) or 1  # microseconds over the profiled steps
     run.profiles[label] = {
-        "steps": steps, "clock": "device" if cuda else "cpu", "busy_ms_per_step": total / 1000 / steps,
+        "steps": active, "clock": "device" if cuda else "cpu", "busy_ms_per_step": total / 1000 / active,
         "ms_per_step": result["ms_per_iter"],
-        "top": [{"op": e.key[:90], "calls": e.count, "ms_per_step": value(e) / 1000 / steps, "share": value(e) / total}
-                for e in sorted(events, key=value, reverse=True)[:12]]}
+        "top": [{"op": e.key[:90], "calls": e.count / active, "ms_per_step": value(e) / 1000 / active,
+                 "share": value(e) / total} for e in sorted(events, key=value, reverse=True)[:12]]}
 
 
 def stage_speed(run, compiled):
@@ -522,14 +528,14 @@ def markdown(res):
             gpu = f"{m['peak_gpu_mib']:,.0f} MiB" if "peak_gpu_mib" in m else "-"
             L.append(f"| {m['dtype']} | {m['texts_per_s']:.1f} | {m['n_texts']} | {m['seq_len']} | {gpu} |")
     for label, prof in res["profiles"].items():
-        L += ["", f"Profile of a --bench run (setup included), dispersion {label}: "]
+        L += ["", f"Profile of the training step, dispersion {label}: "]
         if "skipped" in prof:
             L[-1] += prof["skipped"]
             continue
-        L[-1] += (f"{prof['busy_ms_per_step']:.1f} ms of {prof['clock']} time per step (over all {prof['steps']} "
-                  f"steps profiled) against a median step of {prof['ms_per_step']:.1f} ms")
-        L += ["", "| op | calls | ms/step | share |", "|---|---|---|---|"]
-        L += [f"| `{t['op']}` | {t['calls']} | {t['ms_per_step']:.2f} | {100 * t['share']:.1f}% |" for t in prof["top"]]
+        L[-1] += (f"{prof['busy_ms_per_step']:.1f} ms of {prof['clock']} time per step ({prof['steps']} steady steps "
+                  f"profiled), against a median step of {prof['ms_per_step']:.1f} ms")
+        L += ["", "| op | calls/step | ms/step | share |", "|---|---|---|---|"]
+        L += [f"| `{t['op']}` | {t['calls']:g} | {t['ms_per_step']:.2f} | {100 * t['share']:.1f}% |" for t in prof["top"]]
     sc = res["science"] or {}
     L += ["", "## 3. Science sample: the MLP-width sweep", ""]
     if "skipped" in sc:
