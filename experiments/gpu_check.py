@@ -351,7 +351,8 @@ def profile_step(run, flags, label):
     from torch.profiler import ProfilerActivity, profile, schedule
     cuda, active = run.device.type == "cuda", 3
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with run.quiet(), profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=active, repeat=1)) as prof:
+    steps = schedule(wait=1, warmup=1, active=active, repeat=1)
+    with run.quiet(), profile(activities=activities, schedule=steps) as prof:
         hook = register_optimizer_step_post_hook(lambda *args: prof.step())
         try:
             result = train.main(["--bench", "--max_iters", str(active + 3), "--log_interval", "100", *flags])
@@ -483,8 +484,9 @@ def stage_science(run):
                       "spearman": m["spearman"], "kendall": m["kendall"], "last_layer_mean": m["last_layer_mean"],
                       "spearman_ci": m.get("spearman_ci")})
     trend = report["size_trend"]["n_params"] if report.get("size_trend") else None
-    run.science = {"shape": f"{config['n_layer']} x {config['n_embd']}", "dataset": DATASET, "measured_on": report["settings"]["data"], "steps": s["max_iters"],
-                   "tokens_per_step": s["batch_size"] * run.p["model"]["block_size"], "n_texts": s["n_texts"],
+    run.science = {"shape": f"{config['n_layer']} x {config['n_embd']}", "dataset": DATASET,
+                   "measured_on": report["settings"]["data"], "steps": s["max_iters"],
+                   "tokens_per_step": s["batch_size"] * config["block_size"], "n_texts": s["n_texts"],
                    "seq_len": s["seq_len"], "seconds": time.perf_counter() - t, "command": "python experiments/"
                    "gpu_sweep.py " + " ".join(a if " " not in a else repr(a) for a in argv[:-4]),
                    "table": table, "size_trend": trend}
@@ -535,7 +537,8 @@ def markdown(res):
         L[-1] += (f"{prof['busy_ms_per_step']:.1f} ms of {prof['clock']} time per step ({prof['steps']} steady steps "
                   f"profiled), against a median step of {prof['ms_per_step']:.1f} ms")
         L += ["", "| op | calls/step | ms/step | share |", "|---|---|---|---|"]
-        L += [f"| `{t['op']}` | {t['calls']:g} | {t['ms_per_step']:.2f} | {100 * t['share']:.1f}% |" for t in prof["top"]]
+        L += [f"| `{t['op']}` | {t['calls']:g} | {t['ms_per_step']:.2f} | {100 * t['share']:.1f}% |"
+              for t in prof["top"]]
     sc = res["science"] or {}
     L += ["", "## 3. Science sample: the MLP-width sweep", ""]
     if "skipped" in sc:
@@ -544,7 +547,8 @@ def markdown(res):
         L += [f"{sc['shape']} models, trained {sc['steps']} steps of {sc['tokens_per_step']:,} tokens on "
               f"{sc['dataset']} (GPT-2 BPE), measured on {sc['n_texts']} texts of {sc['seq_len']} tokens of "
               f"{sc['measured_on']} in {sc['seconds']:.0f} s: `{sc['command']}`", "",
-              "| n_inner | params | val loss | Spearman rho | Kendall tau | last-layer cos |", "|---|---|---|---|---|---|"]
+              "| n_inner | params | val loss | Spearman rho | Kendall tau | last-layer cos |",
+              "|---|---|---|---|---|---|"]
         L += [f"| {r['n_inner']} | {r['n_params'] / 1e6:.1f}M | {r['val_loss']:.3f} | {r['spearman']:+.3f} | "
               f"{r['kendall']:+.3f} | {r['last_layer_mean']:.3f} |" for r in sc["table"]]
         if sc["size_trend"]:
