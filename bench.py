@@ -21,6 +21,7 @@ import torch
 
 import measure
 import train
+from load import ours
 from model import GPT, GPTConfig
 
 
@@ -53,7 +54,7 @@ def bench_train(flags, iters, rounds):
 def bench_measure(n_texts, seq_len, device, batch_size=4, dtype=torch.float32, **model_args):
     """texts/s and peak memory of measure.layer_cosines on a random GPT-2-124M-shaped model (or model_args')."""
     torch.manual_seed(0)
-    hidden_fn = measure.ours(GPT(GPTConfig(**{"vocab_size": 50257, **model_args})), device, dtype)[0]
+    hidden_fn = ours(GPT(GPTConfig(**{"vocab_size": 50257, **model_args})), device, dtype)["hidden"]
     tokens = torch.randint(0, 50257, (n_texts, seq_len))
     measure.layer_cosines(hidden_fn, tokens[:1], 1, device=device)  # warm-up
     before, _ = memory_mib(reset_peak=True)

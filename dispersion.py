@@ -43,13 +43,17 @@ def _gram(z):  # all token pairs of every sequence in one batched product: [N, T
     return z @ z.transpose(-1, -2)
 
 
-def _angle(z, clamp):
-    """D_ij = arccos(cos_ij) / pi. cos is clamped to [-1+clamp, 1-clamp] in value only: the gradient passes as if
-    unclamped (straight-through), so tokens that are nearly collapsed still feel the push, and arccos, whose
-    slope is infinite at +-1, only ever sees values where its slope is finite."""
-    cos = _gram(_unit(z))
-    cos = cos + (cos.clamp(-1 + clamp, 1 - clamp) - cos).detach()
+def _angle(cos):
+    """D_ij = arccos(cos_ij) / pi, the angular distance in [0, 1]: every angular kind reads it from here."""
     return torch.arccos(cos) / math.pi
+
+
+def _clamped_cos(z, clamp):
+    """cos_ij, clamped to [-1+clamp, 1-clamp] in value only: the gradient passes as if unclamped (straight-through),
+    so tokens that are nearly collapsed still feel the push, and arccos, whose slope is infinite at +-1, only ever
+    sees values where its slope is finite."""
+    cos = _gram(_unit(z))
+    return cos + (cos.clamp(-1 + clamp, 1 - clamp) - cos).detach()
 
 
 def _sqdist(z):  # ||z_i - z_j||^2 = |z_i|^2 + |z_j|^2 - 2 z_i.z_j, without a [N, T, T, C] difference tensor
@@ -69,7 +73,7 @@ class _Angular(torch.autograd.Function):
         norm = z.norm(dim=-1, keepdim=True).clamp_min(EPS)
         u = z / norm
         cos = _gram(u).clamp_(-1 + clamp, 1 - clamp)
-        logw = torch.arccos(cos).mul_(-1 / (math.pi * tau))  # -D_ij / tau
+        logw = _angle(cos).mul_(-1 / tau)  # -D_ij / tau
         logw.diagonal(dim1=-2, dim2=-1).fill_(-math.inf)
         m = logw.amax((-2, -1), keepdim=True)  # log-sum-exp shift: no underflow for small tau
         w = logw.sub_(m).exp_()
@@ -104,7 +108,7 @@ def _per_sequence(z, kind, tau, clamp, lambda_norm, hinge_margin):
     if kind == "angular":  # log mean_{i!=j} exp(-D_ij / tau), see _Angular
         return _Angular.apply(z, tau, clamp)
     if kind == "orthogonal":  # mean_{i!=j} max(0, 1/2 - D_ij)^2
-        return _offdiag((0.5 - _angle(z, clamp)).relu().pow(2), 0.0).sum((-2, -1)) / pairs
+        return _offdiag((0.5 - _angle(_clamped_cos(z, clamp))).relu().pow(2), 0.0).sum((-2, -1)) / pairs
     if kind == "decorrelation":  # mean_{i!=j} r_ij^2; r_ij = cosine of the tokens centred over their channels
         r = _gram(_unit(z - z.mean(-1, keepdim=True)))
         return _offdiag(r.pow(2), 0.0).sum((-2, -1)) / pairs

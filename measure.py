@@ -7,9 +7,9 @@ Measure embedding condensation: how the token vectors of one text crowd into a n
     python measure.py hf:BASE hf:DISTILLED [hf:BASE2 hf:DISTILLED2 ...] --paired --out results/kd
     python measure.py hf:allenai/OLMo-1B-0724-hf@step1000-tokens2B hf:allenai/OLMo-1B-0724-hf --out results/olmo
 
-MODEL is one of our checkpoint files or run directories (its ckpt.pt; every ckpt_NNNNNN.pt with --snapshots), a
-GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or hf:<name or directory>[@revision] for any
-Hugging Face causal LM through the optional `transformers` package. --data is a .txt (one document per
+MODEL, opened by load.py as in every script, is one of our checkpoint files or run directories (its ckpt.pt;
+every ckpt_NNNNNN.pt with --snapshots), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or
+hf:<name or directory>[@revision] for any Hugging Face causal LM through the optional `transformers` package. --data is a .txt (one document per
 paragraph) or .jsonl (--field) file, a bundled source (austen: its chapters, wiki: its articles; all of them), or
 a prepared data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset has no document marker,
 so, as in a .txt file, each paragraph is a document). Every model sees the same documents, tokenized its own way.
@@ -20,7 +20,6 @@ train.py calls condensation_summary(model, idx) at each eval: rho, tau and the l
 
 import argparse
 import csv
-import inspect
 import json
 import os
 import re
@@ -36,13 +35,12 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-import model as gpt
 import plots
+from load import ModelError, open_model
 from data.prepare import (BUNDLED_SOURCES, DataError, dataset_dir, load_meta, load_split, read_documents,
                           source_documents)
 from data.tokenizer import get_tokenizer
 
-GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 N_BINS = 128  # histogram bins over [-1, 1] in the paper's heatmaps
 
@@ -221,100 +219,6 @@ def select_texts(docs, encode, n_texts, seq_len, seed, what=""):
     return torch.tensor([chosen[s] for s in starts], dtype=torch.long), starts
 
 
-# ------------------------------------------------------------------------------------------------ the models
-
-def open_model(spec, snapshots=False):
-    """Check one MODEL argument without loading its weights. -> a list (a run's snapshots are several) of dicts:
-    name, kind, encode (str -> ids), vocab, max_len, tokens_seen, and load(device, dtype) -> (hidden_fn: ids [B, T]
-    -> list of hidden states [B, T, C], n_params, n_params_non_embedding)."""
-    if spec.startswith("hf:"):
-        return [open_hf(spec[3:])]
-    path = Path(spec)
-    if path.is_dir() and (snapshots or (path / "ckpt.pt").exists() or not (path / "config.json").exists()):
-        files = sorted(path.glob("ckpt_[0-9]*.pt")) if snapshots else [path / "ckpt.pt"]
-        if not files or not files[0].exists():
-            raise MeasureError(f"{spec} holds no {'ckpt_NNNNNN.pt snapshots' if snapshots else 'ckpt.pt'} "
-                               "(nor config.json of a GPT-2 model)")
-        return [open_checkpoint(f, str(f) if snapshots else spec) for f in files]
-    if path.is_file():
-        return [open_checkpoint(path, spec)]
-    if path.is_dir() or spec in GPT2_NAMES or spec.startswith("openai-community/gpt2"):
-        folder = gpt.find_pretrained(spec)  # a clear FileNotFoundError when it is not in the cache
-        config = json.loads(Path(folder, "config.json").read_text())
-        if config.get("model_type", "gpt2") != "gpt2":
-            raise MeasureError(f"{spec} holds a {config.get('model_type')} model, not GPT-2: use hf:{spec}")
-        load = lambda device, dtype: ours(gpt.GPT.from_pretrained(folder), device, dtype)
-        return [dict(name=spec, kind="gpt2", encode=get_tokenizer({"name": "gpt2"})[0], vocab=config["vocab_size"],
-                     max_len=config["n_positions"], tokens_seen=None, load=load)]
-    if spec.endswith(".pt") or os.sep in spec:
-        raise MeasureError(f"no such file or directory: {spec}")
-    raise MeasureError(f"unknown model {spec!r}: not a checkpoint file or run directory, a GPT-2 name "
-                       f"({', '.join(GPT2_NAMES)}) or directory, nor hf:<name or directory>")
-
-
-def open_checkpoint(path, name):
-    # memory-mapped, so that checking a run's every snapshot reads neither its weights nor its optimizer state
-    ckpt = gpt.load_checkpoint(str(path), mmap=True)
-    try:  # weights that do not fit model_args are caught now on a meta-device model, which costs no memory
-        with torch.device("meta"):
-            ref = gpt.GPT(gpt.GPTConfig(**ckpt["model_args"])).state_dict()
-        sd = gpt.plain_state_dict(ckpt["model"])
-        bad = [k for k in ref if k not in sd or tuple(sd[k].shape) != tuple(ref[k].shape)] + sorted(set(sd) - set(ref))
-    except (TypeError, ValueError, AttributeError) as e:
-        raise MeasureError(f"{path} is not a nanodisperse checkpoint ({e})") from None
-    if bad:
-        raise MeasureError(f"{path}: weights do not match model_args (first mismatch: {bad[0]})")
-    spec, args = ckpt.get("tokenizer") or {"name": "gpt2"}, ckpt["model_args"]
-    encode, _ = get_tokenizer(spec)
-    if spec["name"] == "char":  # a char model has no id for a character it never saw: such characters are dropped
-        known, encode_known = set(spec["chars"]), encode
-        encode = lambda text: encode_known("".join(c for c in text if c in known))
-    load = lambda device, dtype: ours(gpt.GPT.from_checkpoint(str(path)), device, dtype)
-    return dict(name=name, kind="checkpoint", run=str(Path(path).parent), encode=encode, load=load,
-                vocab=args["vocab_size"], max_len=args["block_size"], tokens_seen=ckpt.get("tokens_seen"))
-
-
-def ours(net, device, dtype):
-    """Our GPT's hidden states, as Hugging Face's output_hidden_states (the convention throughout): n_layer + 1 of
-    them, the embedding output, then each block's output, the last one after the final LayerNorm."""
-    net = net.to(device=device, dtype=dtype).eval()
-    # head=False: no output layer, a large share of the forward pass, for logits nobody reads
-    return (lambda idx: net(idx, return_hidden=True, head=False)[2]), net.num_params(), net.num_params(True)
-
-
-def open_hf(spec):
-    """hf:<name or directory>[@revision], e.g. hf:allenai/OLMo-1B-0724-hf@step5000-tokens10B: an intermediate
-    checkpoint, whose training tokens are read from the revision's name when it has them (tokens<N>B)."""
-    try:
-        import transformers
-    except ImportError:
-        raise MeasureError(f"hf:{spec} needs the optional package transformers (pip install transformers)") from None
-    name, _, revision = (spec, "", "") if os.path.exists(spec) else spec.partition("@")
-    kw = {"revision": revision} if revision else {}
-    try:
-        config = transformers.AutoConfig.from_pretrained(name, **kw)
-        tok = transformers.AutoTokenizer.from_pretrained(name, **kw)
-    except Exception as e:  # missing directory, unknown name, no network, no tokenizer: main keeps the first line
-        raise MeasureError(f"cannot load hf:{spec}: {str(e).strip() or type(e).__name__}") from None
-    encode = lambda text: tok(text, verbose=False)["input_ids"]  # with the model's own special tokens (e.g. BOS)
-
-    def load(device, dtype):
-        dtype_arg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-        net = transformers.AutoModelForCausalLM.from_pretrained(name, **kw, **{dtype_arg: dtype}).to(device).eval()
-        # only the hidden states are needed: ask for one position's logits where the model allows it
-        extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(net.forward).parameters else {}
-        hidden_fn = lambda idx: net(input_ids=idx, output_hidden_states=True, use_cache=False, **extra).hidden_states
-        n = sum(p.numel() for p in net.parameters())
-        # non-embedding parameters: minus token and position tables (counting tied ones once), as model.num_params
-        tables = {id(m.weight): m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Embedding)}
-        return hidden_fn, n, n - sum(tables.values())
-
-    max_len = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    seen = re.search(r"tokens(\d+)B", revision)
-    return dict(name=f"hf:{spec}", kind="hf", encode=encode, vocab=getattr(config, "vocab_size", None) or len(tok),
-                max_len=max_len, tokens_seen=int(seen[1]) * 10**9 if seen else None, run=f"hf:{name}", load=load)
-
-
 # ------------------------------------------------------------------------------------------------ one run
 
 def measure_all(args):
@@ -326,6 +230,8 @@ def measure_all(args):
     if args.paired and len(models) != len(args.models):
         raise MeasureError("--paired and --snapshots do not go together")
     for m in models:  # tokenizing is cheap next to a forward pass: every text is checked before any of them runs
+        if m["chars"] is not None:  # a char model has no id for a character it never saw: such characters are dropped
+            m["encode"] = lambda text, known=m["chars"], encode=m["encode"]: encode("".join(c for c in text if c in known))
         if m["max_len"] is not None and args.seq_len > m["max_len"]:
             raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of {m['max_len']}")
         m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len, args.seed,
@@ -336,9 +242,10 @@ def measure_all(args):
     results = []
     for m in models:
         t0 = time.perf_counter()
-        hidden_fn, n_params, n_non_emb = m["load"](args.device, DTYPES[args.dtype])
-        avg, per_text = layer_cosines(hidden_fn, m["tokens"], args.batch_size, args.offdiag, args.device)
-        del hidden_fn  # one model in memory at a time
+        net = m["load"](args.device, DTYPES[args.dtype])
+        n_params, n_non_emb = net["n_params"], net["n_params_non_embedding"]
+        avg, per_text = layer_cosines(net["hidden"], m["tokens"], args.batch_size, args.offdiag, args.device)
+        del net  # one model in memory at a time
         seconds = time.perf_counter() - t0
         r = dict(name=m["name"], kind=m["kind"], n_params=n_params, n_params_non_embedding=n_non_emb,
                  tokens_seen=m["tokens_seen"], run=m.get("run"), documents=m["starts"], seconds=round(seconds, 2),
@@ -473,7 +380,7 @@ def main(argv=None):
                 old.unlink(missing_ok=True)  # a last run's files that this run does not rewrite would mix in
             for f in Path(tmp).iterdir():
                 shutil.move(str(f), str(out / f.name))
-    except (MeasureError, DataError, OSError, ValueError) as e:
+    except (MeasureError, ModelError, DataError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
     print_table(results, report, args.last_n)
     print(f"wrote {out}")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import dispersion
 import measure
 from data import prepare as dataprep
+from load import load_gpt
 from model import GPT, GPTConfig, load_checkpoint
 
 
@@ -176,13 +177,9 @@ def save_checkpoint(ckpt, path):
 
 
 def load_weights(spec, dropout=0.0):
-    """A trained model to start from or distil from: one of our checkpoints (a file or a run directory), or GPT-2
-    weights (a name or a directory). -> (model, its tokenizer spec)."""
-    if os.path.isfile(spec) or os.path.isfile(os.path.join(spec, "ckpt.pt")):
-        ckpt = load_checkpoint(spec)
-        ckpt["model_args"]["dropout"] = dropout
-        return GPT.from_checkpoint(ckpt), ckpt.get("tokenizer")
-    return GPT.from_pretrained(spec, dropout=dropout), {"name": "gpt2"}
+    """A trained model to start from or distil from (load.py: our checkpoints, run directories or GPT-2 weights).
+    -> (model, its tokenizer spec)."""
+    return load_gpt(spec, dropout)
 
 
 def main(argv=None):

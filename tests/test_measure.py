@@ -12,6 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
+import load
 import measure
 import model
 from data.prepare import prepare
@@ -134,7 +135,7 @@ def test_condensation_summary_matches_the_full_measurement():
     net.lm_head.register_forward_hook(lambda *_: pytest.fail("the output layer ran"))  # hidden states need no logits
     got = measure.condensation_summary(net, idx)
     assert net.training  # left as it was
-    avg, per_text = measure.layer_cosines(measure.ours(net, "cpu", torch.float32)[0], idx)
+    avg, per_text = measure.layer_cosines(load.ours(net, "cpu", torch.float32)["hidden"], idx)
     full = measure.summarize(avg, per_text)
     assert got == pytest.approx({"rho": full["spearman"], "tau": full["kendall"], "last_cos": full["last_layer_mean"]})
 

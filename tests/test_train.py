@@ -99,7 +99,7 @@ def test_lr_schedule():
     (["--init_from", "resume"], "checkpoint not found"),
     (["--disp", "angular", "--disp_layers", "7"], "out of range"),
     (["--disp", "bogus"], "invalid choice"),
-    (["--init_from", "gpt2-not-a-model"], "not found"),
+    (["--init_from", "gpt2-not-a-model"], "unknown model"),
 ])
 def test_bad_input_fails_at_once(tmp_path, char_data, argv, message, capsys):
     argv = ["--dataset", char_data, "--out_dir", str(tmp_path), *TINY] + argv

@@ -1,0 +1,54 @@
+"""
+One progress line for long loops (measuring texts, preparing a corpus, scoring benchmarks, running the suite):
+
+    for batch in progress(batches, total=len(batches), what="texts", scale=4):
+        ...
+
+prints `  texts 40/100, 6.2/s, 10 s left` at a steady pace: updated in place on a terminal, as plain lines
+(at most one every `every` seconds) in a log file, and a closing line with the total time.
+"""
+
+import sys
+import time
+
+
+def fmt_seconds(s):
+    """12 s, 3 min 20 s, 1 h 05 min: what a person reads at a glance."""
+    s = int(round(s))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def progress(items, total=None, what="items", scale=1, every=None, file=None, start=0):
+    """Yield from items, reporting progress; scale: how many units each item counts for (a batch of 4 texts is 4),
+    total: units in all (default len(items) * scale); start: units already done before (a resumed loop)."""
+    file = file or sys.stdout
+    tty = getattr(file, "isatty", lambda: False)()
+    every = every if every is not None else (0.5 if tty else 10.0)  # a log gets a line every 10 s, not a flood
+    if total is None and hasattr(items, "__len__"):
+        total = len(items) * scale
+    done, t0, last = start, time.perf_counter(), None
+
+    def line(final=False):
+        elapsed = time.perf_counter() - t0
+        rate = (done - start) / elapsed if elapsed > 0 else 0.0
+        text = f"  {what} {done:,}" + (f"/{total:,}" if total else "") + f", {rate:,.1f}/s"
+        if final:
+            text += f", done in {fmt_seconds(elapsed)}"
+        elif total and rate > 0:
+            text += f", {fmt_seconds((total - done) / rate)} left"
+        end = "\n" if final or not tty else ""
+        print(("\r" if tty else "") + text.ljust(60 if tty else 0), end=end, file=file, flush=True)
+
+    for item in items:
+        yield item
+        done += scale
+        now = time.perf_counter()
+        if last is None or now - last >= every:
+            if last is not None or tty:  # no line for the very first item of a log: nothing is known yet
+                line()
+            last = now
+    line(final=True)
