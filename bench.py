@@ -14,6 +14,7 @@ Speed and memory, measured (the numbers in the README's Speed section come from 
 import argparse
 import re
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -65,21 +66,29 @@ def bench_measure(n_texts, seq_len, device, batch_size=4, dtype=torch.float32, *
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
-    p.add_argument("--train_flags", default="", help="train.py flags of the config to time (default: its defaults)")
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train_flags", default="", help="train.py flags of the config to time (empty: its defaults)")
     p.add_argument("--iters", type=int, default=30, help="steps per timing (the first 5 are left out as warm-up)")
     p.add_argument("--rounds", type=int, default=2, help="alternations of the runs without and with dispersion")
     p.add_argument("--measure_texts", default="10,100", help="N for the measurement's memory check; empty skips it")
-    p.add_argument("--seq_len", type=int, default=512)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seq_len", type=int, default=512, help="tokens per text in the measurement")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N")
+    p.error = lambda msg: sys.exit(f"error: {msg} (see python bench.py --help)")
     a = p.parse_args(argv)
+    for name in ("iters", "rounds", "seq_len"):  # checked here: train.py would name its own flags, not these
+        if getattr(a, name) < 1:
+            sys.exit(f"error: --{name} must be at least 1, got {getattr(a, name)}")
+    texts = a.measure_texts.split(",") if a.measure_texts else []
+    if not all(n.strip().isdigit() and int(n) > 0 for n in texts):
+        sys.exit(f"error: --measure_texts must be a comma list of positive numbers, got {a.measure_texts!r}")
     best, ratio = bench_train(shlex.split(a.train_flags) + ["--device", a.device], a.iters, a.rounds)
     lines = [f"training step ({a.train_flags or 'train.py defaults'}, {a.device}, {torch.get_num_threads()} threads):"]
     for kind, r in best.items():
         mfu = f", MFU {100 * r['mfu']:.1f}% of {r['peak_flops'] / 1e12:.3f} TFLOP/s" if r["mfu"] else ""
         lines.append(f"  dispersion {kind:8s}: {r['ms_per_iter']:.1f} ms/iter, {r['tokens_per_s']:,.0f} tokens/s{mfu}")
     lines.append(f"  step-time ratio, angular on every layer / none: {ratio:.3f}x")
-    for n in filter(None, a.measure_texts.split(",")):
+    for n in texts:
         m = bench_measure(int(n), a.seq_len, a.device)
         lines.append(f"measure.py, GPT-2-124M shape, N = {m['n_texts']}, T = {a.seq_len}: {m['texts_per_s']:.2f} texts/s, "
                      f"peak memory {m['peak_rss_mib']:.0f} MiB ({m['rss_before_mib']:.0f} MiB before)")

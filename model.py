@@ -10,6 +10,7 @@ import json
 import math
 import mmap
 import os
+import pickle
 from dataclasses import dataclass
 
 import torch
@@ -40,16 +41,10 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
-
-    def __init__(self, ndim, bias):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+def layer_norm(ndim, bias):
+    """GPT-2's LayerNorm (eps 1e-5), with or without a bias; its parameters are named weight and bias, as in
+    Hugging Face's checkpoints."""
+    return nn.LayerNorm(ndim, eps=1e-5, bias=bias)
 
 
 class CausalSelfAttention(nn.Module):
@@ -86,9 +81,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = layer_norm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = layer_norm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x):
@@ -105,7 +100,7 @@ class GPT(nn.Module):
             wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=layer_norm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying, as in GPT-2
@@ -188,7 +183,8 @@ class GPT(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_dir, dropout=0.0):
         """Load GPT-2 weights (gpt2, gpt2-medium, gpt2-large, gpt2-xl or any GPT2LMHeadModel checkpoint) from a
-        directory with config.json and model.safetensors or pytorch_model.bin, or from the Hugging Face cache."""
+        directory with config.json and model.safetensors or pytorch_model.bin (one file or shards), or from the
+        Hugging Face cache."""
         folder = find_pretrained(name_or_dir)
         with open(os.path.join(folder, "config.json")) as f:
             hf = json.load(f)
@@ -230,10 +226,19 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
         path = os.path.join(path, "ckpt.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            raise ValueError(f"{path} is not a readable checkpoint: it is not the zip archive torch.save writes")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:  # torch.load refused to unpickle it: the refusal keeps a stranger's code out
+        raise ValueError(f"{path} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
+                         "types, which are not loaded (they could run code)") from None
+    except RuntimeError as e:  # what PyTorch's zip reader says of a file cut short or damaged
+        reason = str(e).strip().split(". ")[0]
+        raise ValueError(f"{path} is not a readable checkpoint: it is corrupt or incomplete ({reason})") from None
     except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise ValueError(f"{path} is not a nanodisperse checkpoint (no 'model' and 'model_args' entries)")
     return ckpt
@@ -290,10 +295,31 @@ def read_safetensors(path):
     return out
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # Hugging Face's names, safetensors preferred
+
+
 def read_weights(folder):
-    st, pt = os.path.join(folder, "model.safetensors"), os.path.join(folder, "pytorch_model.bin")
-    if os.path.isfile(st):
-        return read_safetensors(st)
-    if os.path.isfile(pt):
-        return torch.load(pt, map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{folder} has config.json but neither model.safetensors nor pytorch_model.bin")
+    """All tensors of a Hugging Face model folder: one weights file, or shards listed by an index file
+    (model.safetensors.index.json, pytorch_model.bin.index.json), whose "weight_map" names each tensor's shard."""
+    for name in WEIGHT_FILES:
+        path, index = os.path.join(folder, name), os.path.join(folder, name + ".index.json")
+        if os.path.isfile(path):
+            return read_weight_file(path)
+        if os.path.isfile(index):
+            with open(index) as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+            missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
+            if missing:
+                raise FileNotFoundError(f"{index} lists {len(shards)} shards, but {missing[0]} is not in {folder}")
+            weights = {}
+            for shard in shards:
+                weights.update(read_weight_file(os.path.join(folder, shard)))
+            return weights
+    raise FileNotFoundError(f"{folder} has config.json but no weights: none of "
+                            + ", ".join(f"{n}, {n}.index.json" for n in WEIGHT_FILES))
+
+
+def read_weight_file(path):
+    if path.endswith(".safetensors"):
+        return read_safetensors(path)
+    return torch.load(path, map_location="cpu", weights_only=True)

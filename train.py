@@ -3,18 +3,25 @@ Train a GPT-2 (from scratch, from a checkpoint, or from GPT-2's weights) with an
 
     python train.py                                      # the bundled Austen corpus, a small char-level model, CPU
     python train.py --disp angular --disp_coeff 0.1      # the same with the paper's dispersion loss
+    python train.py --init_from resume --out_dir out     # continue a stopped run (Ctrl-C stops with a checkpoint)
     torchrun --standalone --nproc_per_node 8 train.py --dataset fineweb_edu ...   # several GPUs with DDP
 
 Every default lives in build_parser(); `python train.py --help` explains each flag.
 """
 
 import argparse
+import glob
 import json
 import math
 import os
+import shutil
+import signal
+import socket
 import sys
+import threading
 import time
 from contextlib import nullcontext
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -23,8 +30,13 @@ import torch.nn.functional as F
 import dispersion
 import measure
 from data import prepare as dataprep
-from load import load_gpt
+from load import load_gpt, open_model
 from model import GPT, GPTConfig, load_checkpoint
+
+try:
+    import fcntl  # file locks, released by the kernel when their process dies; not on Windows
+except ImportError:
+    fcntl = None
 
 
 def build_parser():
@@ -47,7 +59,7 @@ def build_parser():
     g.add_argument("--batch_size", type=int, default=32, help="sequences per micro-batch on each process")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1,
                    help="micro-batches per optimizer step, summed over all processes (divisible by their number)")
-    g.add_argument("--max_iters", type=int, default=1500, help="optimizer steps in all")
+    g.add_argument("--max_iters", type=int, default=1500, help="optimizer steps in all (may grow on resume)")
     g.add_argument("--learning_rate", type=float, default=2e-3, help="peak learning rate")
     g.add_argument("--min_lr", type=float, default=None, help="end of the cosine decay; default learning_rate / 10")
     g.add_argument("--warmup_iters", type=int, default=100, help="steps of linear learning-rate warmup")
@@ -56,7 +68,7 @@ def build_parser():
     g.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1")
     g.add_argument("--beta2", type=float, default=0.95, help="AdamW beta2")
     g.add_argument("--grad_clip", type=float, default=1.0, help="clip the gradient norm to this; 0 disables")
-    g = p.add_argument_group("dispersion loss (dispersion.py): loss = CE + disp_coeff * dispersion")
+    g = p.add_argument_group("dispersion loss (dispersion.py), weighted by disp_coeff in total_loss()")
     g.add_argument("--disp", default="none", choices=("none",) + dispersion.KINDS, help="which dispersion loss")
     g.add_argument("--disp_coeff", type=float, default=0.1, help="lambda; 0.1 is the paper's GPT-2 setting")
     g.add_argument("--disp_tau", type=float, default=1.0, help="temperature tau")
@@ -68,14 +80,16 @@ def build_parser():
                    help="l2_repel: weight of the mean(z^2) term that keeps repulsion from inflating the states")
     g = p.add_argument_group("distillation and baselines against condensation")
     g.add_argument("--teacher", default=None, help="checkpoint, run dir, GPT-2 name or dir to distil from")
-    g.add_argument("--kd_alpha", type=float, default=0.5, help="loss = (1-a) CE + a T^2 KL(teacher || student)")
+    g.add_argument("--kd_alpha", type=float, default=0.5,
+                   help="a, the KL's share of the loss (total_loss() has the formula)")
     g.add_argument("--kd_temperature", type=float, default=2.0, help="T, softening both distributions")
     g.add_argument("--embed_noise", type=float, default=0.0, help="NEFTune alpha: uniform noise of scale "
                    "alpha / sqrt(T * C) on the input embeddings while training")
     g.add_argument("--forget_every", type=int, default=0, help="re-initialise the token embeddings every K steps")
     g = p.add_argument_group("run")
     g.add_argument("--init_from", default="scratch",
-                   help="scratch | resume (out_dir/ckpt.pt) | a checkpoint or run dir | a GPT-2 name or directory")
+                   help="scratch | resume (out_dir/ckpt.pt, with the run's saved flags) | a checkpoint or run dir | "
+                        "a GPT-2 name or directory")
     g.add_argument("--out_dir", default="out", help="checkpoints, log.jsonl and config.json go here")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
@@ -85,11 +99,31 @@ def build_parser():
     g.add_argument("--seed", type=int, default=1337, help="seeds the initialisation, the batches and dropout")
     g.add_argument("--eval_interval", type=int, default=250, help="estimate losses and condensation every N steps")
     g.add_argument("--eval_iters", type=int, default=20, help="batches per loss estimate")
-    g.add_argument("--cond_texts", type=int, default=8, help="fixed val sequences for in-training condensation")
+    g.add_argument("--cond_texts", type=int, default=8,
+                   help="fixed val windows for the in-training condensation estimate (cond_* in log.jsonl)")
     g.add_argument("--log_interval", type=int, default=10, help="print and log a line every N steps")
-    g.add_argument("--save_every", type=int, default=0, help="also keep out_dir/ckpt_<iter>.pt every N steps, from 0")
+    g.add_argument("--save_every", type=int, default=0,
+                   help="also keep out_dir/ckpt_<iter>.pt (weights, for measure.py) every N steps, from 0")
     g.add_argument("--bench", action="store_true", help="time --max_iters steps (no eval, no checkpoint) and exit")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an out_dir that holds one, deleting its checkpoints, log and config")
+    g.add_argument("--allow_changes", action="store_true",
+                   help="with --init_from resume: accept flags that change the run (see RUN_FLAGS in train.py)")
     return p
+
+
+
+# A resumed run is the run it continues: these flags change what it computes, so on --init_from resume they come
+# from the checkpoint, and one given with another value stops the run unless --allow_changes is given. --max_iters
+# may grow freely: the schedule stays the saved one (lr_decay_iters included), so a longer run ends at min_lr.
+RUN_FLAGS = ("dataset", "seed", "batch_size", "gradient_accumulation_steps", "block_size", "dropout", "learning_rate",
+             "min_lr", "warmup_iters", "lr_decay_iters", "weight_decay", "beta1", "beta2", "grad_clip", "disp",
+             "disp_coeff", "disp_tau", "disp_layers", "disp_max_tokens", "disp_clamp", "disp_lambda_norm", "teacher",
+             "kd_alpha", "kd_temperature", "embed_noise", "forget_every")
+MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "n_inner", "bias")  # fixed by the checkpoint's weights
+NOT_SAVED = ("init_from", "out_dir", "device", "dtype", "compile", "bench", "overwrite", "allow_changes")  # per call
+RUN_FILES = ("ckpt.pt", "log.jsonl", "config.json", "ckpt_[0-9]*.pt")  # what makes a folder hold a run
+LOCK_FILE = "train.lock"
 
 
 def fail(msg):
@@ -103,18 +137,322 @@ def check_args(a):
                   dropout=a.dropout, bias=a.bias)
     except ValueError as e:
         fail(f"model flags: {e}")
-    for name in ("batch_size", "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval"):
+    for name in ("batch_size", "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval",
+                 "cond_texts"):
         if getattr(a, name) < 1:
             fail(f"--{name} must be at least 1, got {getattr(a, name)}")
-    for name in ("max_iters", "warmup_iters", "save_every", "forget_every", "cond_texts", "disp_max_tokens"):
-        if getattr(a, name) < 0:
+    for name in ("max_iters", "warmup_iters", "save_every", "forget_every", "disp_max_tokens", "lr_decay_iters",
+                 "min_lr", "weight_decay", "grad_clip", "disp_coeff", "embed_noise", "disp_lambda_norm"):
+        if getattr(a, name) is not None and getattr(a, name) < 0:
             fail(f"--{name} must not be negative, got {getattr(a, name)}")
+    for name in ("learning_rate", "disp_tau", "kd_temperature"):
+        if not getattr(a, name) > 0:
+            fail(f"--{name} must be positive, got {getattr(a, name)}")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(a, name) < 1:
+            fail(f"--{name} must be in [0, 1), got {getattr(a, name)}")
     if not 0 <= a.kd_alpha <= 1:
-        fail("--kd_alpha must be in [0, 1]")
-    if a.learning_rate <= 0 or a.disp_tau <= 0 or a.kd_temperature <= 0 or a.disp_coeff < 0 or a.embed_noise < 0:
-        fail("--learning_rate, --disp_tau and --kd_temperature must be positive; --disp_coeff, --embed_noise >= 0")
-    if not 0 < a.disp_clamp < 1 or a.disp_lambda_norm < 0:
-        fail("--disp_clamp must be in (0, 1) and --disp_lambda_norm >= 0")
+        fail(f"--kd_alpha must be in [0, 1], got {a.kd_alpha}")
+    if not 0 < a.disp_clamp < 1:
+        fail(f"--disp_clamp must be in (0, 1), got {a.disp_clamp}")
+    if a.overwrite and a.init_from == "resume":
+        fail("--overwrite starts a new run and --init_from resume continues one: give one of them")
+
+
+def parse_args(argv):
+    """-> (flags, the names of the flags given on the command line): a resume tells the two apart."""
+    parser = build_parser()
+    parser.error = lambda msg: fail(f"{msg} (see python train.py --help)")  # one line, not argparse's usage block
+    a = parser.parse_args(argv)
+    for action in parser._actions:  # parse again with no defaults: what is left was given
+        action.default = argparse.SUPPRESS
+    given = set(vars(parser.parse_args(argv)))
+    check_args(a)
+    return a, given
+
+
+def resume_checkpoint(a, given):
+    """Read out_dir/ckpt.pt for --init_from resume and take the run's saved flags for every flag not given; a flag
+    given that changes the run (RUN_FLAGS) stops it unless --allow_changes; the model's shape never changes."""
+    path = os.path.join(a.out_dir, "ckpt.pt")
+    try:
+        ckpt = load_checkpoint(path)
+        open_model(path)  # checks, without building the model, that its weights fit its model_args
+    except (FileNotFoundError, ValueError) as e:
+        fail(f"cannot resume: {e}")
+    saved, shape = ckpt.get("config", {}), ckpt["model_args"]
+    fixed = [f"--{k} {getattr(a, k)}" for k in MODEL_FLAGS if k in given and getattr(a, k) != shape.get(k)]
+    if fixed:
+        fail(f"cannot resume with {', '.join(fixed)}: the checkpoint's weights fix the model to "
+             + ", ".join(f"{k} {shape.get(k)}" for k in MODEL_FLAGS))
+    for k in MODEL_FLAGS:
+        setattr(a, k, shape.get(k))
+    for k, v in saved.items():
+        if hasattr(a, k) and k not in given and k not in NOT_SAVED + MODEL_FLAGS:
+            setattr(a, k, v)
+    changed = [f"--{k} {getattr(a, k)} (the run has {saved[k]})" for k in RUN_FLAGS
+               if k in given and k in saved and getattr(a, k) != saved[k]]
+    if changed and not a.allow_changes:
+        fail(f"resuming with {'; '.join(changed)} would change the run: leave the flag out to keep the run's own "
+             "value, or add --allow_changes if you mean it")
+    if a.max_iters < ckpt["iter_num"]:
+        fail(f"--max_iters {a.max_iters} is behind the checkpoint, which is at step {ckpt['iter_num']}")
+    return ckpt
+
+
+def setup(a):
+    """Processes (torchrun's DDP or one) and the device. -> env: ddp, rank, world, master, device, autocast, scaler."""
+    ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+    if a.gradient_accumulation_steps % world:
+        fail(f"--gradient_accumulation_steps {a.gradient_accumulation_steps} is not divisible by {world} processes")
+    if a.device == "auto":
+        a.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if ddp and a.device.startswith("cuda"):
+        a.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    try:
+        device = torch.device(a.device)
+    except RuntimeError:
+        fail(f"unknown --device {a.device} (cpu, cuda, cuda:N or mps)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {a.device}, but no CUDA GPU is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        fail(f"--device {a.device}, but there are only {torch.cuda.device_count()} CUDA GPUs")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        fail("--device mps, but MPS (Apple's GPU backend) is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        fail(f"--device {a.device} is not supported (cpu, cuda, cuda:N or mps)")
+    if a.dtype == "auto":
+        a.dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    ptdtype = getattr(torch, a.dtype)
+    if a.compile is None:
+        a.compile = device.type == "cuda"
+    return SimpleNamespace(
+        ddp=ddp, rank=rank, world=world, master=rank == 0, device=device,
+        autocast=torch.autocast(device.type, dtype=ptdtype) if ptdtype != torch.float32 else nullcontext(),
+        scaler=torch.amp.GradScaler(device.type, enabled=ptdtype == torch.float16), ptdtype=ptdtype)
+
+
+# ---------------------------------------------------------------------------------------- one folder, one run
+
+def check_out_dir(a):
+    """One folder, one run: a new run stops where an old one is, unless told to --overwrite it."""
+    if os.path.exists(a.out_dir) and not os.path.isdir(a.out_dir):
+        fail(f"--out_dir {a.out_dir} is a file, not a folder")
+    old = run_files(a.out_dir)
+    if old and a.init_from != "resume" and not a.overwrite:
+        fail(f"--out_dir {a.out_dir} already holds a run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}): "
+             "continue it with --init_from resume, choose another --out_dir, or add --overwrite to delete it")
+
+
+def lock_out_dir(a):
+    """Make out_dir and hold its lock for the rest of the run, so that two runs never share a folder.
+    -> the lock (an open file)."""
+    try:
+        os.makedirs(a.out_dir, exist_ok=True)
+        lock = open(os.path.join(a.out_dir, LOCK_FILE), "a+")
+    except OSError as e:
+        fail(f"--out_dir {a.out_dir} is not writable ({e.strerror})")
+    take_lock(lock, a.out_dir)
+    try:
+        check_out_dir(a)  # again: a run may have started here while this one was loading
+    except SystemExit:
+        release_lock(lock)
+        raise
+    return lock
+
+
+def run_files(out_dir):
+    return sorted({os.path.basename(f) for pattern in RUN_FILES for f in glob.glob(os.path.join(out_dir, pattern))})
+
+
+def take_lock(lock, out_dir):
+    """An exclusive lock on out_dir/train.lock, whose text names the holder. The kernel releases the lock when its
+    process ends, however it ends, so the file a killed run leaves behind is taken over: it never blocks a folder.
+    (Without file locks, on Windows or some network file systems, the file only names the last run.)"""
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            fail(f"--out_dir {out_dir} is in use by a running train.py ({holder}): wait for it, or choose another "
+                 "--out_dir")
+        except OSError:
+            pass
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    lock.flush()
+    return lock
+
+
+def release_lock(lock):
+    if lock is not None and not lock.closed:
+        lock.seek(0)
+        lock.truncate()  # an empty lock file names no holder; the next run takes it
+        lock.close()
+
+
+def start_run_files(a, resumed_at):
+    """Before a run writes: --overwrite deletes the old run's files (only now, after its weights may have been read
+    for --init_from or --teacher); a resume cuts log.jsonl back to the checkpoint's step, so every (iter, split)
+    appears once. -> the log's eval record at the checkpoint's step, if there is one."""
+    log_path = os.path.join(a.out_dir, "log.jsonl")
+    kept, at_step = [], None
+    if a.overwrite:
+        for f in run_files(a.out_dir):
+            os.remove(os.path.join(a.out_dir, f))
+    elif resumed_at is not None and os.path.exists(log_path):
+        with open(log_path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a kill: nothing after it was written whole
+                    break
+                if record["iter"] <= resumed_at:
+                    kept.append(record)
+        at_step = next((r for r in kept if r["iter"] == resumed_at and r["split"] == "eval"), None)
+    write_files(a, {"config.json": json.dumps(vars(a), indent=1)} |
+                ({"log.jsonl": "".join(json.dumps(r) + "\n" for r in kept)} if resumed_at is not None else {}))
+    return at_step
+
+
+def write_files(a, contents):
+    """Write each file whole (a temporary file, then a rename), with one line if the disk refuses."""
+    for name, text in contents.items():
+        path = os.path.join(a.out_dir, name)
+        try:
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            remove_quietly(path + ".tmp")
+            fail(f"cannot write {path} ({e.strerror})")
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def append_log(a, record):
+    path = os.path.join(a.out_dir, "log.jsonl")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        fail(f"cannot write {path} ({e.strerror}); the last checkpoint is kept: fix this, then use --init_from resume")
+
+
+def save_checkpoint(ckpt, path):
+    """Write to a temporary file, then rename: a kill at any moment leaves the previous checkpoint whole, and a
+    failed write (a full disk) leaves no temporary file behind."""
+    tmp = path + ".tmp"
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+        remove_quietly(tmp)
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free / 2**20
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
+        fail(f"cannot write {path} ({reason}; {free:,.0f} MiB free on its disk); the previous checkpoint is kept: "
+             "fix this, then use --init_from resume")
+    except BaseException:  # Ctrl-C mid-write: no half-written file
+        remove_quietly(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------- data and model
+
+def load_data(a, env):
+    """-> data: meta (of --dataset), train (tokens) and val_sets ({"val": tokens, "val_<name>": tokens, ...})."""
+    try:
+        names = [a.dataset] + list(filter(None, a.eval_datasets.split(",")))
+        if env.master:  # the bundled corpora prepare themselves on first use (a few seconds)
+            for name in names:
+                if name.removesuffix("_char") in dataprep.BUNDLED_SOURCES and not dataprep.is_prepared(name):
+                    dataprep.prepare_source(name)
+        if env.ddp:
+            torch.distributed.barrier()
+        meta = dataprep.load_meta(a.dataset)
+        train_data = dataprep.load_split(a.dataset, "train")
+        val_sets = {"val": dataprep.load_split(a.dataset, "val")}
+        for name in names[1:]:
+            if dataprep.load_meta(name)["tokenizer"] != meta["tokenizer"]:
+                fail(f"--eval_datasets {name} uses another tokenizer than --dataset {a.dataset}")
+            val_sets[f"val_{name}"] = dataprep.load_split(name, "val")
+    except dataprep.DataError as e:
+        fail(str(e))
+    for name, d in [("train", train_data)] + list(val_sets.items()):
+        if len(d) <= a.block_size + 1:
+            fail(f"--block_size {a.block_size} is not shorter than the {name} split of {a.dataset} ({len(d)} tokens)")
+    return SimpleNamespace(meta=meta, train=train_data, val_sets=val_sets)
+
+
+def load_weights(spec, dropout=0.0):
+    """A trained model to start from or distil from (load.py: our checkpoints, run directories or GPT-2 weights).
+    -> (model, its tokenizer spec)."""
+    return load_gpt(spec, dropout)
+
+
+def build_model(a, env, data, ckpt):
+    """The model to train (fresh, resumed or from trained weights), the teacher and the layers dispersion acts on.
+    -> model: net (the plain module), args (its GPTConfig fields), teacher, disp_layers."""
+    if ckpt is None:  # the seed decides the initialisation and, through the same stream, dropout
+        torch.manual_seed(a.seed)
+    if ckpt is not None:
+        args = dict(ckpt["model_args"], dropout=a.dropout)  # only dropout may differ, and only with --allow_changes
+        if ckpt.get("tokenizer") != data.meta["tokenizer"]:  # even with --allow_changes: the embeddings are its
+            fail(f"cannot resume on --dataset {a.dataset}: its tokenizer is not the one the checkpoint was "
+                 "trained with")
+        net = GPT.from_checkpoint(dict(ckpt, model_args=args))
+    elif a.init_from == "scratch":
+        vocab = 64 * math.ceil(data.meta["vocab_size"] / 64)  # padded to a multiple of 64 for faster matmuls
+        args = dict(block_size=a.block_size, vocab_size=vocab, n_layer=a.n_layer, n_head=a.n_head, n_embd=a.n_embd,
+                    n_inner=a.n_inner, dropout=a.dropout, bias=a.bias)
+        net = GPT(GPTConfig(**args))
+    else:  # mid-training: trained weights, a fresh optimizer and schedule
+        try:
+            net, tokenizer = load_weights(a.init_from, a.dropout)
+        except (FileNotFoundError, ValueError) as e:
+            fail(f"--init_from: {e}")
+        if tokenizer != data.meta["tokenizer"]:
+            fail(f"--init_from {a.init_from} uses another tokenizer than --dataset {a.dataset}")
+        args = {f: getattr(net.config, f) for f in GPTConfig.__dataclass_fields__}
+        for k in MODEL_FLAGS:  # config.json says what the model is, not what the ignored flags said
+            setattr(a, k, args[k])
+    if a.block_size > net.config.block_size:
+        fail(f"--block_size {a.block_size} is beyond the model's {net.config.block_size} positions")
+    if data.meta["vocab_size"] > net.config.vocab_size:
+        fail(f"{a.dataset} has {data.meta['vocab_size']} tokens, the model only {net.config.vocab_size}")
+    net.to(env.device)
+    disp_layers = []
+    if a.disp != "none":
+        try:
+            disp_layers = dispersion.parse_layers(a.disp_layers, net.config.n_layer)
+        except ValueError as e:
+            fail(f"--disp_layers: {e}")
+    teacher = None
+    if a.teacher:
+        try:
+            teacher, teacher_tok = load_weights(a.teacher)
+        except (FileNotFoundError, ValueError) as e:
+            fail(f"--teacher: {e}")
+        if teacher_tok != data.meta["tokenizer"]:
+            fail(f"--teacher {a.teacher} uses another tokenizer than --dataset {a.dataset}")
+        teacher.to(env.device).eval().requires_grad_(False)
+    if a.embed_noise > 0:  # NEFTune: noise on the input embeddings, in training only
+        def add_noise(module, inputs, out):
+            if not module.training:
+                return out
+            scale = a.embed_noise / math.sqrt(out.size(-2) * out.size(-1))  # alpha / sqrt(T * C)
+            return out + torch.empty_like(out).uniform_(-scale, scale)
+        net.transformer.wte.register_forward_hook(add_noise)
+    return SimpleNamespace(net=net, args=args, teacher=teacher, disp_layers=disp_layers)
 
 
 def get_lr(it, a):
@@ -147,6 +485,148 @@ def configure_optimizer(model, a, device):
     return torch.optim.AdamW(groups, lr=a.learning_rate, betas=(a.beta1, a.beta2), fused=device.type == "cuda")
 
 
+# ---------------------------------------------------------------------------------------- one step
+
+def total_loss(ce, disp, kl, a):
+    """The training objective, written here and nowhere else:
+
+        L = (1 - alpha) CE + alpha T^2 KL(teacher || student) + lambda D
+
+    CE the next-token cross-entropy, KL the per-token divergence of the T-softened distributions (only with
+    --teacher; without one alpha is 0), D the dispersion loss (dispersion.py; only with --disp) and
+    lambda = --disp_coeff, alpha = --kd_alpha, T = --kd_temperature. T^2 keeps the KL's gradient on the scale of
+    CE's (Hinton et al. 2015); D stays outside the distillation mix, so alpha does not weaken it."""
+    loss = ce
+    if kl is not None:
+        T = a.kd_temperature
+        loss = (1 - a.kd_alpha) * ce + a.kd_alpha * T * T * kl
+    if disp is not None:
+        loss = loss + a.disp_coeff * disp
+    return loss
+
+
+def forward_loss(run, x, y, step, index):
+    """The loss of one micro-batch and its parts (ce, disp, kd), from one forward pass of the student."""
+    a, m = run.a, run.model
+    with run.env.autocast:
+        logits, ce, hidden = run.compiled(x, y, return_hidden=True)
+        disp = kl = None
+        if m.disp_layers:  # the tokens it samples are a pure function of (seed, step, micro-batch), as the batch
+            seed = int(np.random.SeedSequence([a.seed, step, index]).generate_state(1)[0])
+            gen = torch.Generator(device=x.device).manual_seed(seed)
+            disp = dispersion.layer_dispersion(hidden, m.disp_layers, kind=a.disp, tau=a.disp_tau,
+                                               max_tokens=a.disp_max_tokens or None, clamp=a.disp_clamp,
+                                               lambda_norm=a.disp_lambda_norm, generator=gen)
+        if m.teacher is not None:
+            with torch.no_grad():
+                t_logits = m.teacher(x)[0]
+            V, T = run.data.meta["vocab_size"], a.kd_temperature  # only real tokens: the padded rows differ in size
+            student, target = (F.log_softmax(z[..., :V].float() / T, -1) for z in (logits, t_logits))
+            kl = F.kl_div(student, target, log_target=True, reduction="batchmean") / x.size(1)  # per token
+        loss = total_loss(ce, disp, kl, a)
+    parts = {"ce": ce.detach()} | ({"disp": disp.detach()} if disp is not None else {}) \
+        | ({"kd": kl.detach()} if kl is not None else {})
+    return loss, parts
+
+
+def train_step(run, iter_num):
+    """One optimizer step: every micro-batch of this process, gradients averaged over all, clipping, AdamW.
+    -> (learning rate, {"loss", "ce", ...} averaged over the whole global batch)."""
+    a, env = run.a, run.env
+    lr = get_lr(iter_num, a)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    local_micro = a.gradient_accumulation_steps // env.world
+    total = {}
+    for micro in range(local_micro):
+        index = micro * env.world + env.rank  # this micro-batch's place among all processes' micro-batches
+        x, y = get_batch(run.data.train, a, (0, iter_num, index), env.device)
+        if env.ddp:  # only the last micro-step needs to average gradients across processes
+            run.compiled.require_backward_grad_sync = micro == local_micro - 1
+        loss, parts = forward_loss(run, x, y, iter_num, index)
+        env.scaler.scale(loss / local_micro).backward()
+        for k, v in {"loss": loss.detach(), **parts}.items():
+            total[k] = total.get(k, 0.0) + v.float() / a.gradient_accumulation_steps
+    if env.ddp:
+        for v in total.values():
+            torch.distributed.all_reduce(v)
+    total = {k: v.item() for k, v in total.items()}
+    if not math.isfinite(total["loss"]):
+        fail(f"loss is {total['loss']} at step {iter_num}: stopping; the last good checkpoint in {a.out_dir} "
+             "is kept (try a lower --learning_rate)")
+    if a.grad_clip > 0:
+        env.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.compiled.parameters(), a.grad_clip)
+    env.scaler.step(run.optimizer)
+    env.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    return lr, total
+
+
+def forget(run, iter_num):
+    """Active forgetting: fresh token embeddings and Adam moments every K steps, but never after the last step,
+    which would hand back a model whose embeddings are random."""
+    a = run.a
+    if a.forget_every and iter_num % a.forget_every == 0 and iter_num < a.max_iters:
+        wte = run.model.net.transformer.wte.weight
+        with torch.no_grad():
+            torch.nn.init.normal_(wte, mean=0.0, std=0.02)
+        run.optimizer.state.pop(wte, None)
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(run):
+    """Losses on fixed batches of every split, and the cheap condensation estimate. -> {name: number}."""
+    net, a, env = run.model.net, run.a, run.env
+    net.eval()
+    out = {}
+    for split, d in [("train", run.data.train)] + list(run.data.val_sets.items()):
+        # the same batches at every eval (key (1, split, k)), so successive estimates differ by the model only
+        with env.autocast:
+            losses = [net(*get_batch(d, a, (1, len(out), k), env.device))[1].item() for k in range(a.eval_iters)]
+        out[split] = float(np.mean(losses))
+    # condensation on --cond_texts fixed val windows: an estimate, not measure.py's numbers on whole texts; every
+    # key measure.condensation_summary returns is logged as cond_<key>
+    with env.autocast:
+        cond = measure.condensation_summary(net, run.cond_idx)
+    out.update({f"cond_{k}": v.item() if hasattr(v, "item") else v for k, v in cond.items()})  # numpy -> JSON
+    # more evaluation metrics go here: each adds its numbers to `out`, which log.jsonl and the eval line take as
+    # they are (keys starting with "val" also get a perplexity ppl_<key>)
+    net.train()
+    return out
+
+
+def eval_line(iter_num, ev, n_windows):
+    fmt = lambda k, v: f"{k} {v:.4f}" if isinstance(v, (int, float)) else f"{k} {v}"
+    losses = ", ".join(fmt(k, v) for k, v in ev.items() if not k.startswith("cond_"))
+    cond = ", ".join(fmt(k, v) for k, v in ev.items() if k.startswith("cond_"))
+    estimate = f"; condensation estimate on {n_windows} val windows: {cond}" if cond else ""
+    return f"eval {iter_num}: {losses}{estimate}"
+
+
+def condensation_windows(val, a, device):
+    """--cond_texts windows of block_size tokens spread evenly over the val split, the same at every eval."""
+    starts = np.linspace(0, len(val) - a.block_size - 1, a.cond_texts).astype(np.int64)
+    return torch.from_numpy(np.stack([val[i:i + a.block_size] for i in starts]).astype(np.int64)).to(device)
+
+
+def checkpoint(run, path, iter_num, tokens_seen, snapshot=False):
+    """ckpt.pt holds what an exact resume needs; a --save_every snapshot is for measuring, so it leaves out the
+    optimizer's moments (twice the model's size) and the RNG state."""
+    ckpt = {"model": run.model.net.state_dict(), "model_args": run.model.args, "tokenizer": run.data.meta["tokenizer"],
+            "iter_num": iter_num, "tokens_seen": tokens_seen, "config": vars(run.a)}
+    if not snapshot:
+        ckpt["optimizer"] = run.optimizer.state_dict()
+        ckpt["rng_cpu"] = torch.get_rng_state()
+        if run.env.device.type == "cuda":
+            ckpt["rng_cuda"] = torch.cuda.get_rng_state(run.env.device)
+    save_checkpoint(ckpt, path)
+
+
+# ---------------------------------------------------------------------------------------- speed
+
 def peak_flops(device, dtype):
     """Peak FLOP/s for MFU: known bf16 tensor-core peaks of datacenter GPUs, or on CPU a float32 matmul measured
     here and now (so the CPU figure says how close we come to what this machine's BLAS can do)."""
@@ -158,299 +638,194 @@ def peak_flops(device, dtype):
         return None
     if device.type != "cpu":
         return None
-    n = 1024
-    gen = torch.Generator().manual_seed(0)  # not the global RNG: a resumed run must draw what the original drew
-    x, y = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
-    times = []
-    for _ in range(20):  # the fastest of several: a busy moment on a shared machine must not lower the peak
-        t0 = time.perf_counter()
-        x @ y
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / min(times)
+    threads = torch.get_num_threads()
+    if threads not in CPU_PEAK:  # once per process and thread count: several runs in one process (bench.py) share it
+        n = 1024
+        gen = torch.Generator().manual_seed(0)  # not the global RNG: a resumed run must draw what the original drew
+        x, y = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+        times = []
+        for _ in range(20):  # the fastest of several: a busy moment on a shared machine must not lower the peak
+            t0 = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - t0)
+        CPU_PEAK[threads] = 2 * n ** 3 / min(times)
+    return CPU_PEAK[threads]
 
 
-def save_checkpoint(ckpt, path):
-    """Write to a temporary file, then rename: a kill at any moment leaves the previous checkpoint whole."""
-    tmp = path + ".tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+CPU_PEAK = {}  # thread count -> the best FLOP/s seen on this CPU: the timed matmul, or a faster training step
 
 
-def load_weights(spec, dropout=0.0):
-    """A trained model to start from or distil from (load.py: our checkpoints, run directories or GPT-2 weights).
-    -> (model, its tokenizer spec)."""
-    return load_gpt(spec, dropout)
+def mfu(run, tok_s):
+    """Model FLOP utilisation of this process. On a CPU the peak is a matmul timed once at the start; a step that
+    runs faster proves that timing was slowed by other work, so the peak rises to the step's rate: MFU is a share
+    of the best this machine was seen to do, and never above 100%."""
+    if run.peak is None:
+        return None
+    achieved = run.model.net.flops_per_token(run.a.block_size) * tok_s / run.env.world
+    if run.env.device.type == "cpu" and achieved > run.peak:
+        run.peak = CPU_PEAK[torch.get_num_threads()] = achieved
+    return achieved / run.peak
 
+
+# ---------------------------------------------------------------------------------------- Ctrl-C
+
+def catch_ctrl_c():
+    """The first Ctrl-C asks the loop to stop at the end of the step (and save); a second stops at once.
+    -> (a list that is non-empty once asked, a function that puts the old handler back)."""
+    asked = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        return asked, lambda: None
+
+    def handler(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        print("\nCtrl-C: saving a checkpoint at the end of this step (Ctrl-C again stops without one)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    return asked, lambda: signal.signal(signal.SIGINT, previous)
+
+
+def stop_asked(asked, env):
+    if not env.ddp:
+        return bool(asked)
+    flag = torch.tensor([float(bool(asked))], device=env.device)  # all processes stop at the same step
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return flag.item() > 0
+
+
+# ---------------------------------------------------------------------------------------- the run
 
 def main(argv=None):
-    parser = build_parser()
-    parser.error = lambda msg: fail(f"{msg} (see python train.py --help)")  # one line, not argparse's usage block
-    a = parser.parse_args(argv)
-    check_args(a)
+    a, given = parse_args(argv)
+    ckpt = resume_checkpoint(a, given) if a.init_from == "resume" else None
     a.lr_decay_iters = a.max_iters if a.lr_decay_iters is None else a.lr_decay_iters
     a.min_lr = a.learning_rate / 10 if a.min_lr is None else a.min_lr
-    # ------------------------------------------------------------------ processes and device
-    ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun
-    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    master = rank == 0
-    if a.gradient_accumulation_steps % world:
-        fail(f"--gradient_accumulation_steps {a.gradient_accumulation_steps} is not divisible by {world} processes")
-    if a.device == "auto":
-        a.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if ddp and a.device.startswith("cuda"):
-        a.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    env = setup(a)
+    writes = env.master and not a.bench  # --bench and the other DDP processes write nothing
+    if writes:
+        check_out_dir(a)
+    lock, restore_ctrl_c = None, lambda: None
     try:
-        device = torch.device(a.device)
-    except RuntimeError:
-        fail(f"unknown --device {a.device}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        fail("--device cuda, but no CUDA GPU is available")
-    if a.dtype == "auto":
-        a.dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-    ptdtype = getattr(torch, a.dtype)
-    if a.compile is None:
-        a.compile = device.type == "cuda"
-    if ddp:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend, device_id=device if device.type == "cuda" else None)
-    # ------------------------------------------------------------------ data
-    try:
-        names = [a.dataset] + list(filter(None, a.eval_datasets.split(",")))
-        if master:  # the bundled corpora prepare themselves on first use (a few seconds)
-            for name in names:
-                if name.removesuffix("_char") in dataprep.BUNDLED_SOURCES and not dataprep.is_prepared(name):
-                    dataprep.prepare_source(name)
-        if ddp:
-            torch.distributed.barrier()
-        meta = dataprep.load_meta(a.dataset)
-        train_data = dataprep.load_split(a.dataset, "train")
-        val_sets = {"val": dataprep.load_split(a.dataset, "val")}
-        for name in names[1:]:
-            if dataprep.load_meta(name)["tokenizer"] != meta["tokenizer"]:
-                fail(f"--eval_datasets {name} uses another tokenizer than --dataset {a.dataset}")
-            val_sets[f"val_{name}"] = dataprep.load_split(name, "val")
-    except dataprep.DataError as e:
-        fail(str(e))
-    for name, d in [("train", train_data)] + list(val_sets.items()):
-        if len(d) <= a.block_size + 1:
-            fail(f"--block_size {a.block_size} is not shorter than the {name} split of {a.dataset} ({len(d)} tokens)")
-    # ------------------------------------------------------------------ model
-    ckpt = None
-    if a.init_from == "scratch":
-        vocab = 64 * math.ceil(meta["vocab_size"] / 64)  # padded to a multiple of 64 for faster matmuls
-        model_args = dict(block_size=a.block_size, vocab_size=vocab, n_layer=a.n_layer, n_head=a.n_head,
-                          n_embd=a.n_embd, n_inner=a.n_inner, dropout=a.dropout, bias=a.bias)
-        torch.manual_seed(a.seed)
-        model = GPT(GPTConfig(**model_args))
-    elif a.init_from == "resume":
-        try:
-            ckpt = load_checkpoint(os.path.join(a.out_dir, "ckpt.pt"))
-            model = GPT.from_checkpoint(ckpt)
-        except (FileNotFoundError, ValueError, RuntimeError) as e:
-            fail(f"cannot resume: {e}")
-        model_args = ckpt["model_args"]
-    else:  # mid-training: trained weights, a fresh optimizer and schedule
-        try:
-            model, tokenizer = load_weights(a.init_from, a.dropout)
-        except (FileNotFoundError, ValueError, RuntimeError) as e:
-            fail(f"--init_from: {e}")
-        if tokenizer != meta["tokenizer"]:
-            fail(f"--init_from {a.init_from} uses another tokenizer than --dataset {a.dataset}")
-        model_args = {f: getattr(model.config, f) for f in GPTConfig.__dataclass_fields__}
-    if a.block_size > model.config.block_size:
-        fail(f"--block_size {a.block_size} is beyond the model's {model.config.block_size} positions")
-    if meta["vocab_size"] > model.config.vocab_size:
-        fail(f"{a.dataset} has {meta['vocab_size']} tokens, the model only {model.config.vocab_size}")
-    model.to(device)
-    disp_layers = []
-    if a.disp != "none":
-        try:
-            disp_layers = dispersion.parse_layers(a.disp_layers, model.config.n_layer)
-        except ValueError as e:
-            fail(f"--disp_layers: {e}")
-    teacher = None
-    if a.teacher:
-        try:
-            teacher, teacher_tok = load_weights(a.teacher)
-        except (FileNotFoundError, ValueError, RuntimeError) as e:
-            fail(f"--teacher: {e}")
-        if teacher_tok != meta["tokenizer"]:
-            fail(f"--teacher {a.teacher} uses another tokenizer than --dataset {a.dataset}")
-        teacher.to(device).eval().requires_grad_(False)
-    optimizer = configure_optimizer(model, a, device)
+        if env.ddp:
+            backend = "nccl" if env.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend, device_id=env.device if env.device.type == "cuda" else None)
+        data = load_data(a, env)
+        model = build_model(a, env, data, ckpt)
+        if writes:  # only now, so that bad input leaves no trace in out_dir
+            lock = lock_out_dir(a)
+        asked, restore_ctrl_c = catch_ctrl_c()  # from here on, Ctrl-C means: save and stop
+        return train(a, env, data, model, ckpt, writes, asked)
+    finally:
+        restore_ctrl_c()
+        release_lock(lock)
+        if env.ddp and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def train(a, env, data, model, ckpt, writes, asked):
+    """The optimizer, then the loop: snapshot, eval and checkpoint, step, log; until max_iters or Ctrl-C."""
+    optimizer = configure_optimizer(model.net, a, env.device)
     iter_num, tokens_seen = 0, 0
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         iter_num, tokens_seen = ckpt["iter_num"], ckpt["tokens_seen"]
-    raw_model = model  # checkpoints and evaluation use the plain module: no "_orig_mod." or "module." prefixes
+        if a.max_iters > a.lr_decay_iters and env.master:
+            print(f"note: steps past lr_decay_iters {a.lr_decay_iters} run at min_lr {a.min_lr:g} (the saved "
+                  "schedule; a resume does not stretch it)")
+    compiled = model.net  # checkpoints and evaluation use the plain module: no "_orig_mod." or "module." prefixes
     if a.compile:
-        model = torch.compile(model)
-    if ddp:
-        ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    autocast = torch.autocast(device.type, dtype=ptdtype) if ptdtype != torch.float32 else nullcontext()
-    scaler = torch.amp.GradScaler(device.type, enabled=ptdtype == torch.float16)
-    if a.embed_noise > 0:  # NEFTune: noise on the input embeddings, in training only
-        def add_noise(module, inputs, out):
-            if not module.training:
-                return out
-            scale = a.embed_noise / math.sqrt(out.size(-2) * out.size(-1))  # alpha / sqrt(T * C)
-            return out + torch.empty_like(out).uniform_(-scale, scale)
-        raw_model.transformer.wte.register_forward_hook(add_noise)
-    # ------------------------------------------------------------------ helpers that close over the run
-    local_micro = a.gradient_accumulation_steps // world
+        compiled = torch.compile(compiled)
+    if env.ddp:
+        ids = [env.device.index] if env.device.type == "cuda" else None
+        compiled = torch.nn.parallel.DistributedDataParallel(compiled, device_ids=ids)
+    run = SimpleNamespace(a=a, env=env, data=data, model=model, compiled=compiled, optimizer=optimizer,
+                          cond_idx=condensation_windows(data.val_sets["val"], a, env.device),
+                          peak=peak_flops(env.device, env.ptdtype))
     tokens_per_step = a.batch_size * a.block_size * a.gradient_accumulation_steps
-    unigram = meta["train_unigram_entropy"]
-    cond_val = val_sets["val"]
-    cond_starts = np.linspace(0, len(cond_val) - a.block_size - 1, a.cond_texts).astype(np.int64)
-    cond_idx = torch.from_numpy(np.stack([cond_val[i:i + a.block_size] for i in cond_starts]).astype(np.int64))
-    peak = peak_flops(device, ptdtype)
-    log_path = os.path.join(a.out_dir, "log.jsonl")
-    if master:
-        n_params = raw_model.num_params()
-        print(f"model: {n_params / 1e6:.2f}M parameters ({raw_model.num_params(non_embedding=True) / 1e6:.2f}M "
-              f"non-embedding), {model_args['n_layer']} layers x {model_args['n_embd']}, MLP "
-              f"{model_args['n_inner'] or 4 * model_args['n_embd']}; data: {a.dataset} ({len(train_data):,} train "
-              f"tokens, unigram entropy {unigram:.3f} nats); {tokens_per_step:,} tokens/step on {world} x {device}")
-    if master and not a.bench:
-        os.makedirs(a.out_dir, exist_ok=True)
-        with open(os.path.join(a.out_dir, "config.json"), "w") as f:
-            json.dump(vars(a), f, indent=1)
-
-    def log(record):
-        if master and not a.bench:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def forward_loss(x, y, step, index):
-        """CE, plus the dispersion and distillation terms when asked for, from one forward pass."""
-        with autocast:
-            logits, ce, hidden = model(x, y, return_hidden=True)
-            loss, parts = ce, {"ce": ce.detach()}
-            if disp_layers:
-                seed = int(np.random.SeedSequence([a.seed, step, index]).generate_state(1)[0])
-                gen = torch.Generator(device=x.device).manual_seed(seed)
-                disp = dispersion.layer_dispersion(hidden, disp_layers, kind=a.disp, tau=a.disp_tau,
-                                                   max_tokens=a.disp_max_tokens or None, clamp=a.disp_clamp,
-                                                   lambda_norm=a.disp_lambda_norm, generator=gen)
-                loss, parts["disp"] = loss + a.disp_coeff * disp, disp.detach()
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(x)[0]
-                V, T = meta["vocab_size"], a.kd_temperature  # only real tokens: the padded rows differ in size
-                student, target = (F.log_softmax(z[..., :V].float() / T, -1) for z in (logits, t_logits))
-                kl = F.kl_div(student, target, log_target=True, reduction="batchmean") / x.size(1)  # per token
-                loss, parts["kd"] = (1 - a.kd_alpha) * loss + a.kd_alpha * T * T * kl, kl.detach()
-        return loss, parts
-
-    @torch.no_grad()
-    def evaluate():
-        raw_model.eval()
-        out = {}
-        for split, d in [("train", train_data)] + list(val_sets.items()):
-            # the same batches at every eval (key (1, split, k)), so successive estimates differ by the model only
-            with autocast:
-                losses = [raw_model(*get_batch(d, a, (1, len(out), k), device))[1].item() for k in range(a.eval_iters)]
-            out[split] = float(np.mean(losses))
-        with autocast:
-            out.update(measure.condensation_summary(raw_model, cond_idx.to(device)))
-        raw_model.train()
-        return out
-
-    def checkpoint(path):
-        ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "model_args": model_args,
-                "tokenizer": meta["tokenizer"], "iter_num": iter_num, "tokens_seen": tokens_seen, "config": vars(a),
-                "rng_cpu": torch.get_rng_state()}
-        if device.type == "cuda":
-            ckpt["rng_cuda"] = torch.cuda.get_rng_state(device)
-        save_checkpoint(ckpt, path)
-
-    # ------------------------------------------------------------------ the loop
+    unigram = data.meta["train_unigram_entropy"]
+    if env.master:
+        net, args = model.net, model.args
+        print(f"model: {net.num_params() / 1e6:.2f}M parameters ({net.num_params(non_embedding=True) / 1e6:.2f}M "
+              f"non-embedding), {args['n_layer']} layers x {args['n_embd']}, MLP "
+              f"{args['n_inner'] or 4 * args['n_embd']}; data: {a.dataset} ({len(data.train):,} train "
+              f"tokens, unigram entropy {unigram:.3f} nats); {tokens_per_step:,} tokens/step on {env.world} x "
+              f"{env.device}")
+    ev = start_run_files(a, iter_num if ckpt is not None else None) if writes else None
+    evaluated_at = iter_num if ev is not None else None  # a resume does not repeat the eval its log already has
     if ckpt is not None:  # dropout and embedding noise continue the random stream where the checkpoint left it
         torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in ckpt:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
-    model.train()
+        if env.device.type == "cuda" and "rng_cuda" in ckpt:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], env.device)
+    # ------------------------------------------------------------------ the loop
+    compiled.train()
     t_start = t0 = time.perf_counter()
     bench_times = []
     while True:
-        if master and not a.bench:
+        saved = False
+        if writes:
             if a.save_every and iter_num % a.save_every == 0:
-                checkpoint(os.path.join(a.out_dir, f"ckpt_{iter_num:06d}.pt"))
-            if iter_num % a.eval_interval == 0 or iter_num == a.max_iters:
-                ev = evaluate()
-                print(f"eval {iter_num}: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()), flush=True)
-                log({"iter": iter_num, "split": "eval", "tokens": tokens_seen, **ev,
-                     **{f"ppl_{k}": math.exp(v) for k, v in ev.items() if k.startswith("val")}})
-                checkpoint(os.path.join(a.out_dir, "ckpt.pt"))
+                checkpoint(run, os.path.join(a.out_dir, f"ckpt_{iter_num:06d}.pt"), iter_num, tokens_seen, True)
+            if (iter_num % a.eval_interval == 0 or iter_num == a.max_iters) and iter_num != evaluated_at:
+                ev = evaluate(run)
+                print(eval_line(iter_num, ev, a.cond_texts), flush=True)
+                append_log(a, {"iter": iter_num, "split": "eval", "tokens": tokens_seen, **ev,
+                               **{f"ppl_{k}": math.exp(v) for k, v in ev.items() if k.startswith("val")}})
+                checkpoint(run, os.path.join(a.out_dir, "ckpt.pt"), iter_num, tokens_seen)
+                saved = True
             t0 = time.perf_counter()  # the step time should not include evaluation
         if iter_num >= a.max_iters:
             break
-        lr = get_lr(iter_num, a)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        total = {}
-        for micro in range(local_micro):
-            index = micro * world + rank  # this micro-batch's place among all processes' micro-batches
-            x, y = get_batch(train_data, a, (0, iter_num, index), device)
-            if ddp:  # only the last micro-step needs to average gradients across processes
-                model.require_backward_grad_sync = micro == local_micro - 1
-            loss, parts = forward_loss(x, y, iter_num, index)
-            scaler.scale(loss / local_micro).backward()
-            for k, v in {"loss": loss.detach(), **parts}.items():
-                total[k] = total.get(k, 0.0) + v.float() / a.gradient_accumulation_steps
-        if ddp:
-            for v in total.values():
-                torch.distributed.all_reduce(v)
-        total = {k: v.item() for k, v in total.items()}
-        if not math.isfinite(total["loss"]):
-            fail(f"loss is {total['loss']} at step {iter_num}: stopping; the last good checkpoint in {a.out_dir} "
-                 "is kept (try a lower --learning_rate)")
-        if a.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        if stop_asked(asked, env):
+            if writes and not saved:
+                checkpoint(run, os.path.join(a.out_dir, "ckpt.pt"), iter_num, tokens_seen)
+            if env.ddp:  # the others wait for the save: torchrun stops every process once one has ended
+                torch.distributed.barrier()
+            if writes:
+                print(f"interrupted: saved {os.path.join(a.out_dir, 'ckpt.pt')} at step {iter_num}; continue with: "
+                      f"python train.py --init_from resume --out_dir {a.out_dir}", file=sys.stderr, flush=True)
+            raise SystemExit(130)
+        lr, total = train_step(run, iter_num)
         iter_num += 1
         tokens_seen += tokens_per_step
-        # active forgetting: fresh token embeddings every K steps, but never on the last step, which would hand
-        # back a model whose embeddings are random
-        if a.forget_every and iter_num % a.forget_every == 0 and iter_num < a.max_iters:
-            wte = raw_model.transformer.wte.weight
-            with torch.no_grad():
-                torch.nn.init.normal_(wte, mean=0.0, std=0.02)
-            optimizer.state.pop(wte, None)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        forget(run, iter_num)
+        if env.device.type == "cuda":
+            torch.cuda.synchronize(env.device)
         t1 = time.perf_counter()
         dt, t0 = t1 - t0, t1
         bench_times.append(dt)
-        if master and (iter_num % a.log_interval == 0 or iter_num == a.max_iters):
+        if env.master and (iter_num % a.log_interval == 0 or iter_num == a.max_iters):
             tok_s = tokens_per_step / dt
-            mfu = raw_model.flops_per_token(a.block_size) * tok_s / (peak * world) if peak else None
+            util = mfu(run, tok_s)
             extras = "".join(f" {k} {v:.4f}" for k, v in total.items() if k != "loss") if len(total) > 2 else ""
             print(f"iter {iter_num}: loss {total['loss']:.4f}{extras}, lr {lr:.2e}, {dt * 1000:.1f} ms, "
-                  f"{tok_s:,.0f} tok/s" + (f", mfu {100 * mfu:.1f}%" if mfu else ""), flush=True)
-            log({"iter": iter_num, "split": "train", "tokens": tokens_seen, "lr": lr, "ms": dt * 1000,
-                 "tok_s": tok_s, "mfu": mfu, **total})
-    result = None
-    if master and a.bench:
-        steady = sorted(bench_times[min(5, len(bench_times) // 2):]) or [float("nan")]  # skip warm-up/compile steps
-        ms = 1000 * steady[len(steady) // 2]
-        tok_s = tokens_per_step / ms * 1000
-        mfu = raw_model.flops_per_token(a.block_size) * tok_s / (peak * world) if peak else None
-        print(f"bench: {ms:.1f} ms/iter (median of {len(steady)}), {tok_s:,.0f} tokens/s"
-              + (f", MFU {100 * mfu:.1f}% of {peak / 1e12:.2f} TFLOP/s" if mfu else ""))
-        result = {"ms_per_iter": ms, "tokens_per_s": tok_s, "mfu": mfu, "peak_flops": peak}
-    elif master:
-        print(f"done in {time.perf_counter() - t_start:.0f} s: final val loss {ev['val']:.4f} "
-              f"(unigram entropy of the training data {unigram:.4f} nats)")
-        result = {"val": ev["val"], "unigram_entropy": unigram, "seconds": time.perf_counter() - t_start}
-    if ddp:
-        torch.distributed.destroy_process_group()
-    return result
+                  f"{tok_s:,.0f} tok/s" + (f", mfu {100 * util:.1f}%" if util else ""), flush=True)
+            if writes:
+                append_log(a, {"iter": iter_num, "split": "train", "tokens": tokens_seen, "lr": lr, "ms": dt * 1000,
+                               "tok_s": tok_s, "mfu": util, **total})
+    if not env.master:
+        return None
+    if a.bench:
+        return bench_result(run, bench_times, tokens_per_step)
+    print(f"done in {time.perf_counter() - t_start:.0f} s: final val loss {ev['val']:.4f} "
+          f"(unigram entropy of the training data {unigram:.4f} nats)")
+    return {"val": ev["val"], "unigram_entropy": unigram, "seconds": time.perf_counter() - t_start}
+
+
+def bench_result(run, step_times, tokens_per_step):
+    """--bench: the median step time, leaving out the first steps (warm-up, compilation)."""
+    steady = sorted(step_times[min(5, len(step_times) // 2):]) or [float("nan")]
+    ms = 1000 * steady[len(steady) // 2]
+    tok_s = tokens_per_step / ms * 1000
+    util = mfu(run, tok_s)
+    print(f"bench: {ms:.1f} ms/iter (median of {len(steady)}), {tok_s:,.0f} tokens/s"
+          + (f", MFU {100 * util:.1f}% of {run.peak / 1e12:.2f} TFLOP/s" if util else ""))
+    return {"ms_per_iter": ms, "tokens_per_s": tok_s, "mfu": util, "peak_flops": run.peak}
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before the loop started, or a second Ctrl-C
+        sys.exit("error: interrupted; nothing more was saved (the last checkpoint in --out_dir, if any, is kept)")

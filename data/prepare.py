@@ -33,6 +33,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script (python data/prepare.py): make `data` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data import tokenizer
+from progress import progress
 
 DATA_DIR = Path(__file__).resolve().parent
 CHUNK_DOCS = 8192  # documents tokenized and split at a time; bounds memory for streamed web corpora
@@ -247,17 +248,24 @@ def _unique_nonempty(documents):
             yield doc
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # what a dataset name may be
+
+
 def dataset_dir(name):
     """Where a dataset lives: data/NAME, or NAME itself when it is a path (contains a '/')."""
     return Path(name) if ("/" in str(name) or os.sep in str(name)) else DATA_DIR / name
 
 
 def prepare_command(name):
-    """The command that prepares a dataset, for error messages."""
-    if dataset_dir(name) != DATA_DIR / name:  # a directory given as a path
-        return f"python data/prepare.py NAME --input FILE.txt|FILE.jsonl --out_dir {name}"
-    known = name.removesuffix("_char") in [*BUNDLED_SOURCES, *HF_SOURCES]
-    return f"python data/prepare.py {name}" + ("" if known else " --input FILE.txt|FILE.jsonl")
+    """The command that prepares a dataset, for error messages; one that main() accepts as it is, but for the
+    FILE it cannot know."""
+    is_path = "/" in str(name) or os.sep in str(name)
+    base = Path(name).name if is_path else str(name)
+    if not NAME_PATTERN.fullmatch(base):
+        base = "NAME"
+    known = base.removesuffix("_char") in [*BUNDLED_SOURCES, *HF_SOURCES]
+    return (f"python data/prepare.py {base}" + ("" if known else " --input FILE.txt|FILE.jsonl")
+            + (f" --out_dir {name}" if is_path else ""))
 
 
 def prepare(name, documents, spec, out_dir=None, val_fraction=DEFAULT_VAL_FRACTION, seed=DEFAULT_SEED,
@@ -276,10 +284,13 @@ def prepare(name, documents, spec, out_dir=None, val_fraction=DEFAULT_VAL_FRACTI
     if not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     documents = itertools.islice(_unique_nonempty(documents), max_docs)
+    total_docs = max_docs
     if spec.get("name") == "char" and "chars" not in spec:
         documents = list(documents)  # two passes: vocabulary first, then tokens
         spec = tokenizer.char_spec([*documents, "\n\n"])
-        documents = iter(documents)
+        documents, total_docs = iter(documents), len(documents)
+    if verbose:  # a streamed web corpus takes hours: a line at a steady pace says how far it has come
+        documents = progress(documents, total=total_docs, what=f"{name}: documents")
     n_vocab = tokenizer.vocab_size(spec)
     if n_vocab > 2**16:
         raise DataError(f"vocabulary of {n_vocab} tokens does not fit in uint16 (at most 65536)")
@@ -291,7 +302,12 @@ def prepare(name, documents, spec, out_dir=None, val_fraction=DEFAULT_VAL_FRACTI
     else:
         encode_batch = lambda docs: [encode(d) for d in docs]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create {out_dir} ({e.strerror})") from None
     (out_dir / "meta.json").unlink(missing_ok=True)  # not "prepared" until the new meta.json is written
     paths = {split: out_dir / f"{split}.bin" for split in ("train", "val")}
     tmp = {split: path.with_suffix(".bin.tmp") for split, path in paths.items()}
@@ -413,6 +429,14 @@ def load_split(name, split):
 
 # ----------------------------------------------------------------------------- command line
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows every default, and the list of sources as it is laid out; a flag whose default is None
+    says in its own help what leaving it out means."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def main(argv=None):
     sources = "\n".join(f"  {n:12s} {d}" for n, d in BUNDLED_SOURCES.items())
     sources += "\n" + "\n".join(f"  {n:12s} {repo} ({cfg}): {d}" for n, (repo, cfg, _, d) in HF_SOURCES.items())
@@ -420,7 +444,7 @@ def main(argv=None):
         description="Tokenize a corpus into data/NAME/{train,val}.bin (uint16) and meta.json.",
         epilog=f"sources (NAME, or NAME_char for the char tokenizer):\n{sources}\n"
                "Hugging Face sources need `pip install datasets` and network access.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("name", metavar="NAME", help="dataset name: a source above, or any name with --input")
     parser.add_argument("--input", help="local .txt (one document per paragraph) or .jsonl (one per line) file")
@@ -439,7 +463,9 @@ def main(argv=None):
 
     # bad input: one line and a non-zero exit, before any work
     name, base = args.name, args.name.removesuffix("_char")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+    if args.out_dir is not None and os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        sys.exit(f"error: --out_dir {args.out_dir} is a file, not a folder")
+    if not NAME_PATTERN.fullmatch(name):
         sys.exit(f"error: dataset name {name!r} must be letters, digits, '_', '.', '-'")
     if args.input is None and base not in [*BUNDLED_SOURCES, *HF_SOURCES]:
         sys.exit(f"error: unknown dataset {name!r}; known: {', '.join(known_sources())}; "

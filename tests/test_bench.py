@@ -1,6 +1,7 @@
 """bench.py's memory reading and the measurement's promise that memory does not grow with the number of texts."""
 
 import numpy as np
+import pytest
 
 import bench
 
@@ -18,3 +19,22 @@ def test_measurement_memory_does_not_grow_with_texts():
     assert many["texts_per_s"] > 0 and few["texts_per_s"] > 0
     # 8x the texts: the peak above the resident baseline stays within a few MiB (running sums, not N matrices)
     assert (many["peak_rss_mib"] - many["rss_before_mib"]) - (few["peak_rss_mib"] - few["rss_before_mib"]) < 20
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["--iters", "0"], "error: --iters must be at least 1, got 0"),
+    (["--rounds", "0"], "error: --rounds must be at least 1, got 0"),
+    (["--measure_texts", "10,x"], "error: --measure_texts must be a comma list of positive numbers, got '10,x'"),
+    (["--iters", "many"], "error: argument --iters: invalid int value: 'many' (see python bench.py --help)"),
+])
+def test_bad_flags_name_bench_flags(argv, line):
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    assert e.value.code == line
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 30)" in out and "(default: 10,100)" in out and "(default: 512)" in out

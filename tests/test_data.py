@@ -254,6 +254,7 @@ def test_cli_on_a_local_jsonl(tmp_path):
                           "--out_dir", str(out), "--seed", "3"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "unigram entropy" in run.stdout
+    assert "  mine: documents 30, " in run.stdout and ", done in " in run.stdout  # progress.py's closing line
     meta = json.loads((out / "meta.json").read_text())
     assert meta["n_train_docs"] + meta["n_val_docs"] == 30 and meta["seed"] == 3
     bad = subprocess.run([sys.executable, "data/prepare.py", "mine", "--input", str(src), "--out_dir",
@@ -340,3 +341,37 @@ def test_prepare_source_bundled_wiki(tmp_path):
     val_docs = [decode(p[:-1]) for p in np.split(val, np.flatnonzero(val == 50256) + 1)[:-1]]
     articles = prepare.source_documents("wiki")
     assert len(val_docs) == 9 and all(doc in articles for doc in val_docs)
+
+
+def test_the_suggested_prepare_command_for_a_path_is_one_prepare_accepts(tmp_path):
+    target = tmp_path / "corpora" / "mine"
+    with pytest.raises(prepare.DataError) as e:
+        prepare.load_meta(str(target))
+    command = f"python data/prepare.py mine --input FILE.txt|FILE.jsonl --out_dir {target}"
+    assert str(e.value).endswith(f"; run: {command}")
+    src = tmp_path / "notes.txt"
+    src.write_text("\n\n".join(small_documents()), encoding="utf-8")
+    argv = command.replace("FILE.txt|FILE.jsonl", str(src)).split()[2:]
+    prepare.main(argv)  # exactly what the message says, with the file filled in
+    assert prepare.load_meta(str(target))["n_train_docs"] > 0
+    assert prepare.prepare_command(str(tmp_path / "austen_char")) == \
+        f"python data/prepare.py austen_char --out_dir {tmp_path / 'austen_char'}"  # a bundled source needs no file
+    assert prepare.prepare_command(str(tmp_path / "my notes")).startswith("python data/prepare.py NAME --input ")
+
+
+def test_out_dir_naming_a_file_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    with pytest.raises(SystemExit) as e:
+        prepare.main(["wiki", "--out_dir", str(afile)])
+    assert e.value.code == f"error: --out_dir {afile} is a file, not a folder"
+    with pytest.raises(prepare.DataError, match=f"^{afile} is a file, not a folder$"):
+        prepare.prepare("x", small_documents(), {"name": "char"}, out_dir=afile, verbose=False)
+    assert afile.read_text() == "keep me"
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        prepare.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.1)" in out and "(default: 1337)" in out and "(default: None)" not in out

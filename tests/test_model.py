@@ -1,5 +1,6 @@
 """model.py against Hugging Face's GPT-2 (a test-only dependency) and the invariants the rest relies on."""
 
+import json
 
 import pytest
 import torch
@@ -102,14 +103,65 @@ def test_from_pretrained_hf_cache_layout(monkeypatch, tmp_path):
         assert torch.allclose(ours(idx)[0], hf(idx).logits, atol=1e-5)
 
 
+class Pickled:
+    """An object that only unpickling could restore."""
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         model.load_checkpoint(str(tmp_path / "nope.pt"))
     bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    bad.write_bytes(b"\x80\x02 not a checkpoint")
+    for mmap in (False, True):
+        with pytest.raises(ValueError) as e:
+            model.load_checkpoint(str(bad), mmap=mmap)
+        assert str(e.value) == f"{bad} is not a readable checkpoint: it is not the zip archive torch.save writes"
+    torch.save({"model": {}, "model_args": {}, "extra": Pickled()}, bad)
+    with pytest.raises(ValueError) as e:
         model.load_checkpoint(str(bad))
+    assert str(e.value) == (f"{bad} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
+                            "types, which are not loaded (they could run code)")  # and no advice to load it unsafely
+    torch.save({"model": {}, "model_args": {}}, bad)
+    bad.write_bytes(bad.read_bytes()[:-40])  # cut short
+    with pytest.raises(ValueError) as e:
+        model.load_checkpoint(str(bad))
+    assert str(e.value).startswith(f"{bad} is not a readable checkpoint: it is corrupt or incomplete "
+                                   "(PytorchStreamReader failed")
+    assert str(e.value).endswith(")") and "\n" not in str(e.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
     with pytest.raises(ValueError, match="not a nanodisperse checkpoint"):
         model.load_checkpoint(str(foreign))
+
+
+@pytest.mark.parametrize("serialization", ["safetensors", "bin"])
+def test_reads_sharded_checkpoints(tmp_path, serialization):
+    hf = tiny_hf_model()
+    if serialization == "safetensors":  # transformers writes the shards and model.safetensors.index.json itself
+        hf.save_pretrained(tmp_path, max_shard_size="40KB")
+        index = tmp_path / "model.safetensors.index.json"
+    else:  # the older format, by hand: tensors spread over three .bin files and an index naming each one's file
+        hf.config.save_pretrained(tmp_path)
+        sd, weight_map = hf.state_dict(), {}
+        names = list(sd)
+        for i in range(3):
+            shard = f"pytorch_model-{i + 1:05d}-of-00003.bin"
+            torch.save({k: sd[k].clone() for k in names[i::3]}, tmp_path / shard)
+            weight_map.update({k: shard for k in names[i::3]})
+        index = tmp_path / "pytorch_model.bin.index.json"
+        index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    shards = set(json.loads(index.read_text())["weight_map"].values())
+    assert len(shards) >= 3 and not (tmp_path / "model.safetensors").exists()
+    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(ours(idx)[0], hf(idx).logits, atol=1e-5, rtol=0)
+    (tmp_path / sorted(shards)[-1]).unlink()
+    with pytest.raises(FileNotFoundError, match=f"lists {len(shards)} shards, but {sorted(shards)[-1]} is not in"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_layer_norm_state_dict_names():
+    for bias in (True, False):
+        names = set(GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=1, n_embd=8, bias=bias)).state_dict())
+        assert ("transformer.ln_f.bias" in names) == bias and "transformer.h.0.ln_1.weight" in names
