@@ -7,18 +7,13 @@ Train a GPT-2 (from scratch, from a checkpoint, or from GPT-2's weights) with an
     torchrun --standalone --nproc_per_node 8 train.py --dataset fineweb_edu ...   # several GPUs with DDP
 
 Every default lives in build_parser(); `python train.py --help` explains each flag.
+What a run folder (--out_dir) holds and how it is kept whole (lock, log, atomic checkpoints) is rundir.py's.
 """
 
 import argparse
-import glob
-import json
 import math
 import os
-import shutil
-import signal
-import socket
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from types import SimpleNamespace
@@ -29,14 +24,11 @@ import torch.nn.functional as F
 
 import dispersion
 import measure
+import rundir
 from data import prepare as dataprep
+from evaluate import EvalError, score_in_training, tasks_for_training
 from load import load_gpt, open_model
 from model import GPT, GPTConfig, load_checkpoint
-
-try:
-    import fcntl  # file locks, released by the kernel when their process dies; not on Windows
-except ImportError:
-    fcntl = None
 
 
 def build_parser():
@@ -101,6 +93,10 @@ def build_parser():
     g.add_argument("--eval_iters", type=int, default=20, help="batches per loss estimate")
     g.add_argument("--cond_texts", type=int, default=8,
                    help="fixed val windows for the in-training condensation estimate (cond_* in log.jsonl)")
+    g.add_argument("--eval_tasks", default="",
+                   help="comma list of benchmarks scored at each eval (evaluate.py: tasks prepared by data/prepare.py "
+                        "or .jsonl files), as bench_<task> (acc) and bench_<task>_acc_norm in log.jsonl")
+    g.add_argument("--eval_task_items", type=int, default=200, help="items of each --eval_tasks task (its first)")
     g.add_argument("--log_interval", type=int, default=10, help="print and log a line every N steps")
     g.add_argument("--save_every", type=int, default=0,
                    help="also keep out_dir/ckpt_<iter>.pt (weights, for measure.py) every N steps, from 0")
@@ -112,7 +108,6 @@ def build_parser():
     return p
 
 
-
 # A resumed run is the run it continues: these flags change what it computes, so on --init_from resume they come
 # from the checkpoint, and one given with another value stops the run unless --allow_changes is given. --max_iters
 # may grow freely: the schedule stays the saved one (lr_decay_iters included), so a longer run ends at min_lr.
@@ -122,8 +117,6 @@ RUN_FLAGS = ("dataset", "seed", "batch_size", "gradient_accumulation_steps", "bl
              "kd_alpha", "kd_temperature", "embed_noise", "forget_every")
 MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "n_inner", "bias")  # fixed by the checkpoint's weights
 NOT_SAVED = ("init_from", "out_dir", "device", "dtype", "compile", "bench", "overwrite", "allow_changes")  # per call
-RUN_FILES = ("ckpt.pt", "log.jsonl", "config.json", "ckpt_[0-9]*.pt")  # what makes a folder hold a run
-LOCK_FILE = "train.lock"
 
 
 def fail(msg):
@@ -138,7 +131,7 @@ def check_args(a):
     except ValueError as e:
         fail(f"model flags: {e}")
     for name in ("batch_size", "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval",
-                 "cond_texts"):
+                 "cond_texts", "eval_task_items"):
         if getattr(a, name) < 1:
             fail(f"--{name} must be at least 1, got {getattr(a, name)}")
     for name in ("max_iters", "warmup_iters", "save_every", "forget_every", "disp_max_tokens", "lr_decay_iters",
@@ -231,139 +224,6 @@ def setup(a):
         ddp=ddp, rank=rank, world=world, master=rank == 0, device=device,
         autocast=torch.autocast(device.type, dtype=ptdtype) if ptdtype != torch.float32 else nullcontext(),
         scaler=torch.amp.GradScaler(device.type, enabled=ptdtype == torch.float16), ptdtype=ptdtype)
-
-
-# ---------------------------------------------------------------------------------------- one folder, one run
-
-def check_out_dir(a):
-    """One folder, one run: a new run stops where an old one is, unless told to --overwrite it."""
-    if os.path.exists(a.out_dir) and not os.path.isdir(a.out_dir):
-        fail(f"--out_dir {a.out_dir} is a file, not a folder")
-    old = run_files(a.out_dir)
-    if old and a.init_from != "resume" and not a.overwrite:
-        fail(f"--out_dir {a.out_dir} already holds a run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}): "
-             "continue it with --init_from resume, choose another --out_dir, or add --overwrite to delete it")
-
-
-def lock_out_dir(a):
-    """Make out_dir and hold its lock for the rest of the run, so that two runs never share a folder.
-    -> the lock (an open file)."""
-    try:
-        os.makedirs(a.out_dir, exist_ok=True)
-        lock = open(os.path.join(a.out_dir, LOCK_FILE), "a+")
-    except OSError as e:
-        fail(f"--out_dir {a.out_dir} is not writable ({e.strerror})")
-    take_lock(lock, a.out_dir)
-    try:
-        check_out_dir(a)  # again: a run may have started here while this one was loading
-    except SystemExit:
-        release_lock(lock)
-        raise
-    return lock
-
-
-def run_files(out_dir):
-    return sorted({os.path.basename(f) for pattern in RUN_FILES for f in glob.glob(os.path.join(out_dir, pattern))})
-
-
-def take_lock(lock, out_dir):
-    """An exclusive lock on out_dir/train.lock, whose text names the holder. The kernel releases the lock when its
-    process ends, however it ends, so the file a killed run leaves behind is taken over: it never blocks a folder.
-    (Without file locks, on Windows or some network file systems, the file only names the last run.)"""
-    if fcntl is not None:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            lock.close()
-            fail(f"--out_dir {out_dir} is in use by a running train.py ({holder}): wait for it, or choose another "
-                 "--out_dir")
-        except OSError:
-            pass
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    lock.flush()
-    return lock
-
-
-def release_lock(lock):
-    if lock is not None and not lock.closed:
-        lock.seek(0)
-        lock.truncate()  # an empty lock file names no holder; the next run takes it
-        lock.close()
-
-
-def start_run_files(a, resumed_at):
-    """Before a run writes: --overwrite deletes the old run's files (only now, after its weights may have been read
-    for --init_from or --teacher); a resume cuts log.jsonl back to the checkpoint's step, so every (iter, split)
-    appears once. -> the log's eval record at the checkpoint's step, if there is one."""
-    log_path = os.path.join(a.out_dir, "log.jsonl")
-    kept, at_step = [], None
-    if a.overwrite:
-        for f in run_files(a.out_dir):
-            os.remove(os.path.join(a.out_dir, f))
-    elif resumed_at is not None and os.path.exists(log_path):
-        with open(log_path) as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:  # a line cut short by a kill: nothing after it was written whole
-                    break
-                if record["iter"] <= resumed_at:
-                    kept.append(record)
-        at_step = next((r for r in kept if r["iter"] == resumed_at and r["split"] == "eval"), None)
-    write_files(a, {"config.json": json.dumps(vars(a), indent=1)} |
-                ({"log.jsonl": "".join(json.dumps(r) + "\n" for r in kept)} if resumed_at is not None else {}))
-    return at_step
-
-
-def write_files(a, contents):
-    """Write each file whole (a temporary file, then a rename), with one line if the disk refuses."""
-    for name, text in contents.items():
-        path = os.path.join(a.out_dir, name)
-        try:
-            with open(path + ".tmp", "w") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
-        except OSError as e:
-            remove_quietly(path + ".tmp")
-            fail(f"cannot write {path} ({e.strerror})")
-
-
-def remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def append_log(a, record):
-    path = os.path.join(a.out_dir, "log.jsonl")
-    try:
-        with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-    except OSError as e:
-        fail(f"cannot write {path} ({e.strerror}); the last checkpoint is kept: fix this, then use --init_from resume")
-
-
-def save_checkpoint(ckpt, path):
-    """Write to a temporary file, then rename: a kill at any moment leaves the previous checkpoint whole, and a
-    failed write (a full disk) leaves no temporary file behind."""
-    tmp = path + ".tmp"
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
-        remove_quietly(tmp)
-        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free / 2**20
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
-        fail(f"cannot write {path} ({reason}; {free:,.0f} MiB free on its disk); the previous checkpoint is kept: "
-             "fix this, then use --init_from resume")
-    except BaseException:  # Ctrl-C mid-write: no half-written file
-        remove_quietly(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------- data and model
@@ -592,6 +452,10 @@ def evaluate(run):
     with env.autocast:
         cond = measure.condensation_summary(net, run.cond_idx)
     out.update({f"cond_{k}": v.item() if hasattr(v, "item") else v for k, v in cond.items()})  # numpy -> JSON
+    # benchmarks (--eval_tasks) by evaluate.py's rules, on the plain model and the same items at every eval
+    if run.model.bench:
+        with env.autocast:
+            out.update(score_in_training(net, run.model.bench, env.device))
     # more evaluation metrics go here: each adds its numbers to `out`, which log.jsonl and the eval line take as
     # they are (keys starting with "val" also get a perplexity ppl_<key>)
     net.train()
@@ -604,6 +468,18 @@ def eval_line(iter_num, ev, n_windows):
     cond = ", ".join(fmt(k, v) for k, v in ev.items() if k.startswith("cond_"))
     estimate = f"; condensation estimate on {n_windows} val windows: {cond}" if cond else ""
     return f"eval {iter_num}: {losses}{estimate}"
+
+
+def benchmark_tasks(a, data, model):
+    """--eval_tasks: the first --eval_task_items items of each, tokenized once, before any step (a task that is not
+    prepared stops the run here, with the command that prepares it)."""
+    if not a.eval_tasks:
+        return []
+    try:
+        return tasks_for_training([t for t in a.eval_tasks.split(",") if t.strip()], a.eval_task_items,
+                                  data.meta["tokenizer"], model.net.config.block_size)
+    except EvalError as e:
+        fail(f"--eval_tasks: {e}")
 
 
 def condensation_windows(val, a, device):
@@ -622,7 +498,7 @@ def checkpoint(run, path, iter_num, tokens_seen, snapshot=False):
         ckpt["rng_cpu"] = torch.get_rng_state()
         if run.env.device.type == "cuda":
             ckpt["rng_cuda"] = torch.cuda.get_rng_state(run.env.device)
-    save_checkpoint(ckpt, path)
+    rundir.save_checkpoint(ckpt, path)
 
 
 # ---------------------------------------------------------------------------------------- speed
@@ -667,59 +543,35 @@ def mfu(run, tok_s):
     return achieved / run.peak
 
 
-# ---------------------------------------------------------------------------------------- Ctrl-C
-
-def catch_ctrl_c():
-    """The first Ctrl-C asks the loop to stop at the end of the step (and save); a second stops at once.
-    -> (a list that is non-empty once asked, a function that puts the old handler back)."""
-    asked = []
-    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
-        return asked, lambda: None
-
-    def handler(signum, frame):
-        if asked:
-            raise KeyboardInterrupt
-        asked.append(signum)
-        print("\nCtrl-C: saving a checkpoint at the end of this step (Ctrl-C again stops without one)",
-              file=sys.stderr, flush=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    return asked, lambda: signal.signal(signal.SIGINT, previous)
-
-
-def stop_asked(asked, env):
-    if not env.ddp:
-        return bool(asked)
-    flag = torch.tensor([float(bool(asked))], device=env.device)  # all processes stop at the same step
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return flag.item() > 0
-
-
 # ---------------------------------------------------------------------------------------- the run
 
 def main(argv=None):
     a, given = parse_args(argv)
-    ckpt = resume_checkpoint(a, given) if a.init_from == "resume" else None
+    resume = a.init_from == "resume"
+    ckpt = resume_checkpoint(a, given) if resume else None
     a.lr_decay_iters = a.max_iters if a.lr_decay_iters is None else a.lr_decay_iters
     a.min_lr = a.learning_rate / 10 if a.min_lr is None else a.min_lr
     env = setup(a)
     writes = env.master and not a.bench  # --bench and the other DDP processes write nothing
-    if writes:
-        check_out_dir(a)
     lock, restore_ctrl_c = None, lambda: None
     try:
+        if writes:
+            rundir.check_out_dir(a.out_dir, resume, a.overwrite)
         if env.ddp:
             backend = "nccl" if env.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend, device_id=env.device if env.device.type == "cuda" else None)
         data = load_data(a, env)
         model = build_model(a, env, data, ckpt)
+        model.bench = benchmark_tasks(a, data, model)
         if writes:  # only now, so that bad input leaves no trace in out_dir
-            lock = lock_out_dir(a)
-        asked, restore_ctrl_c = catch_ctrl_c()  # from here on, Ctrl-C means: save and stop
+            lock = rundir.lock_out_dir(a.out_dir, resume, a.overwrite)
+        asked, restore_ctrl_c = rundir.catch_ctrl_c()  # from here on, Ctrl-C means: save and stop
         return train(a, env, data, model, ckpt, writes, asked)
+    except rundir.RunDirError as e:
+        fail(e)
     finally:
         restore_ctrl_c()
-        release_lock(lock)
+        rundir.release_lock(lock)
         if env.ddp and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
@@ -743,6 +595,7 @@ def train(a, env, data, model, ckpt, writes, asked):
     run = SimpleNamespace(a=a, env=env, data=data, model=model, compiled=compiled, optimizer=optimizer,
                           cond_idx=condensation_windows(data.val_sets["val"], a, env.device),
                           peak=peak_flops(env.device, env.ptdtype))
+    ckpt_path = os.path.join(a.out_dir, "ckpt.pt")
     tokens_per_step = a.batch_size * a.block_size * a.gradient_accumulation_steps
     unigram = data.meta["train_unigram_entropy"]
     if env.master:
@@ -752,7 +605,8 @@ def train(a, env, data, model, ckpt, writes, asked):
               f"{args['n_inner'] or 4 * args['n_embd']}; data: {a.dataset} ({len(data.train):,} train "
               f"tokens, unigram entropy {unigram:.3f} nats); {tokens_per_step:,} tokens/step on {env.world} x "
               f"{env.device}")
-    ev = start_run_files(a, iter_num if ckpt is not None else None) if writes else None
+    resumed_at = iter_num if ckpt is not None else None
+    ev = rundir.start_run_files(a.out_dir, vars(a), a.overwrite, resumed_at) if writes else None
     evaluated_at = iter_num if ev is not None else None  # a resume does not repeat the eval its log already has
     if ckpt is not None:  # dropout and embedding noise continue the random stream where the checkpoint left it
         torch.set_rng_state(ckpt["rng_cpu"])
@@ -770,20 +624,20 @@ def train(a, env, data, model, ckpt, writes, asked):
             if (iter_num % a.eval_interval == 0 or iter_num == a.max_iters) and iter_num != evaluated_at:
                 ev = evaluate(run)
                 print(eval_line(iter_num, ev, a.cond_texts), flush=True)
-                append_log(a, {"iter": iter_num, "split": "eval", "tokens": tokens_seen, **ev,
-                               **{f"ppl_{k}": math.exp(v) for k, v in ev.items() if k.startswith("val")}})
-                checkpoint(run, os.path.join(a.out_dir, "ckpt.pt"), iter_num, tokens_seen)
+                ppl = {f"ppl_{k}": math.exp(v) for k, v in ev.items() if k.startswith("val")}
+                rundir.append_log(a.out_dir, {"iter": iter_num, "split": "eval", "tokens": tokens_seen, **ev, **ppl})
+                checkpoint(run, ckpt_path, iter_num, tokens_seen)
                 saved = True
             t0 = time.perf_counter()  # the step time should not include evaluation
         if iter_num >= a.max_iters:
             break
-        if stop_asked(asked, env):
+        if rundir.stop_asked(asked, env.ddp, env.device):
             if writes and not saved:
-                checkpoint(run, os.path.join(a.out_dir, "ckpt.pt"), iter_num, tokens_seen)
+                checkpoint(run, ckpt_path, iter_num, tokens_seen)
             if env.ddp:  # the others wait for the save: torchrun stops every process once one has ended
                 torch.distributed.barrier()
             if writes:
-                print(f"interrupted: saved {os.path.join(a.out_dir, 'ckpt.pt')} at step {iter_num}; continue with: "
+                print(f"interrupted: saved {ckpt_path} at step {iter_num}; continue with: "
                       f"python train.py --init_from resume --out_dir {a.out_dir}", file=sys.stderr, flush=True)
             raise SystemExit(130)
         lr, total = train_step(run, iter_num)
@@ -802,8 +656,8 @@ def train(a, env, data, model, ckpt, writes, asked):
             print(f"iter {iter_num}: loss {total['loss']:.4f}{extras}, lr {lr:.2e}, {dt * 1000:.1f} ms, "
                   f"{tok_s:,.0f} tok/s" + (f", mfu {100 * util:.1f}%" if util else ""), flush=True)
             if writes:
-                append_log(a, {"iter": iter_num, "split": "train", "tokens": tokens_seen, "lr": lr, "ms": dt * 1000,
-                               "tok_s": tok_s, "mfu": util, **total})
+                rundir.append_log(a.out_dir, {"iter": iter_num, "split": "train", "tokens": tokens_seen, "lr": lr,
+                                              "ms": dt * 1000, "tok_s": tok_s, "mfu": util, **total})
     if not env.master:
         return None
     if a.bench:

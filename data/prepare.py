@@ -438,6 +438,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def main(argv=None):
+    from data import tasks  # benchmark tasks for evaluate.py: python data/prepare.py hellaswag | paper | all
+    names = sys.argv[1:] if argv is None else argv
+    if names and all(n in tasks.TASKS or n in tasks.PRESETS for n in names):
+        return tasks.main(names)
     sources = "\n".join(f"  {n:12s} {d}" for n, d in BUNDLED_SOURCES.items())
     sources += "\n" + "\n".join(f"  {n:12s} {repo} ({cfg}): {d}" for n, (repo, cfg, _, d) in HF_SOURCES.items())
     parser = argparse.ArgumentParser(

@@ -15,6 +15,7 @@ import torch
 
 import dispersion
 import measure
+import rundir
 import train
 from data import prepare as dataprep
 from model import GPT, load_checkpoint
@@ -117,20 +118,20 @@ def test_one_folder_one_run(tmp_path, char_data):
     assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pt")) == ["ckpt.pt"]  # the old snapshots are gone
     assert load_checkpoint(str(tmp_path))["iter_num"] == 1
     # a run holding the folder stops a second one; the lock file names the holder
-    lock = train.take_lock(open(tmp_path / train.LOCK_FILE, "a+"), str(tmp_path))
+    lock = rundir.take_lock(open(tmp_path / rundir.LOCK_FILE, "a+"), str(tmp_path))
     try:
         with pytest.raises(SystemExit) as e:
             run(tmp_path, char_data, "--max_iters", 2, "--init_from", "resume")
         assert e.value.code == (f"error: --out_dir {tmp_path} is in use by a running train.py (pid {os.getpid()} on "
                                 f"{socket.gethostname()}): wait for it, or choose another --out_dir")
     finally:
-        train.release_lock(lock)
+        rundir.release_lock(lock)
     # what a killed run leaves behind (a lock file naming a process that no longer holds it) blocks nothing
-    (tmp_path / train.LOCK_FILE).write_text("pid 999999 on a-host-long-gone\n")
+    (tmp_path / rundir.LOCK_FILE).write_text("pid 999999 on a-host-long-gone\n")
     assert load_checkpoint(str(tmp_path))["iter_num"] == 1
     run(tmp_path, char_data, "--max_iters", 2, "--init_from", "resume")
     assert load_checkpoint(str(tmp_path))["iter_num"] == 2
-    assert (tmp_path / train.LOCK_FILE).read_text() == ""  # released: it names no holder
+    assert (tmp_path / rundir.LOCK_FILE).read_text() == ""  # released: it names no holder
 
 
 def test_ctrl_c_saves_and_resumes(tmp_path, char_data):
@@ -167,7 +168,7 @@ def test_full_disk_and_unwritable_out_dir_stop_with_one_line(tmp_path, char_data
     assert e.value.code.startswith(f"error: cannot write {out}/ckpt.pt (the write failed; ")
     assert e.value.code.endswith("MiB free on its disk); the previous checkpoint is kept: fix this, then use "
                                  "--init_from resume") and free > 0
-    assert sorted(os.listdir(out)) == ["config.json", "log.jsonl", train.LOCK_FILE]  # no ckpt.pt.tmp left
+    assert sorted(os.listdir(out)) == ["config.json", "log.jsonl", rundir.LOCK_FILE]  # no ckpt.pt.tmp left
     (tmp_path / "ro").mkdir(mode=0o555)
     target = str(tmp_path / "ro" / "run")
     if os.geteuid() == 0:  # root writes where a mode forbids it: take a place the kernel keeps read-only instead

@@ -1,0 +1,197 @@
+"""
+A run folder (train.py's --out_dir) holds one run, and never half of one:
+
+- its files: ckpt.pt (what an exact resume needs), ckpt_<iter>.pt snapshots, log.jsonl and config.json. A new run
+  stops where they are, unless it resumes them or is told to --overwrite them;
+- its lock, train.lock: held by one train.py at a time, and released by the kernel however that process ends;
+- every file written whole: a temporary file renamed into place, so a kill at any moment leaves the previous
+  version intact, and a full disk ends in one line, not a half-written checkpoint;
+- a log that agrees with its checkpoint: a resume cuts log.jsonl back to the checkpoint's step, so every
+  (iter, split) appears once;
+- a Ctrl-C that stops the run at the end of a step, where train.py can save it.
+
+Whatever goes wrong raises RunDirError, whose text is one line for the user; train.py prints it as `error: ...`.
+"""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+
+import torch
+
+try:
+    import fcntl  # file locks, released by the kernel when their process dies; not on Windows
+except ImportError:
+    fcntl = None
+
+RUN_FILES = ("ckpt.pt", "log.jsonl", "config.json", "ckpt_[0-9]*.pt")  # what makes a folder hold a run
+LOCK_FILE = "train.lock"
+
+
+class RunDirError(Exception):
+    """Bad input or a refusing disk: the message is the one line the user sees."""
+
+
+def run_files(out_dir):
+    return sorted({os.path.basename(f) for pattern in RUN_FILES for f in glob.glob(os.path.join(out_dir, pattern))})
+
+
+def check_out_dir(out_dir, resume, overwrite):
+    """One folder, one run: a new run stops where an old one is, unless told to --overwrite it."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RunDirError(f"--out_dir {out_dir} is a file, not a folder")
+    old = run_files(out_dir)
+    if old and not resume and not overwrite:
+        raise RunDirError(f"--out_dir {out_dir} already holds a run ({', '.join(old[:3])}"
+                          f"{', ...' if len(old) > 3 else ''}): continue it with --init_from resume, choose another "
+                          "--out_dir, or add --overwrite to delete it")
+
+
+def lock_out_dir(out_dir, resume, overwrite):
+    """Make out_dir and hold its lock for the rest of the run, so that two runs never share a folder.
+    -> the lock (an open file)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        lock = open(os.path.join(out_dir, LOCK_FILE), "a+")
+    except OSError as e:
+        raise RunDirError(f"--out_dir {out_dir} is not writable ({e.strerror})")
+    take_lock(lock, out_dir)
+    try:
+        check_out_dir(out_dir, resume, overwrite)  # again: a run may have started here while this one was loading
+    except RunDirError:
+        release_lock(lock)
+        raise
+    return lock
+
+
+def take_lock(lock, out_dir):
+    """An exclusive lock on out_dir/train.lock, whose text names the holder. The kernel releases the lock when its
+    process ends, however it ends, so the file a killed run leaves behind is taken over: it never blocks a folder.
+    (Without file locks, on Windows or some network file systems, the file only names the last run.)"""
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise RunDirError(f"--out_dir {out_dir} is in use by a running train.py ({holder}): wait for it, or "
+                              "choose another --out_dir")
+        except OSError:
+            pass
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    lock.flush()
+    return lock
+
+
+def release_lock(lock):
+    if lock is not None and not lock.closed:
+        lock.seek(0)
+        lock.truncate()  # an empty lock file names no holder; the next run takes it
+        lock.close()
+
+
+def start_run_files(out_dir, config, overwrite, resumed_at):
+    """Before a run writes: --overwrite deletes the old run's files (only now, after its weights may have been read
+    for --init_from or --teacher); a resume (resumed_at, the checkpoint's step) cuts log.jsonl back to that step;
+    config.json gets the run's flags. -> the log's eval record at the checkpoint's step, if there is one."""
+    log_path = os.path.join(out_dir, "log.jsonl")
+    kept, at_step = [], None
+    if overwrite:
+        for f in run_files(out_dir):
+            os.remove(os.path.join(out_dir, f))
+    elif resumed_at is not None and os.path.exists(log_path):
+        with open(log_path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a kill: nothing after it was written whole
+                    break
+                if record["iter"] <= resumed_at:
+                    kept.append(record)
+        at_step = next((r for r in kept if r["iter"] == resumed_at and r["split"] == "eval"), None)
+    write_files(out_dir, {"config.json": json.dumps(config, indent=1)} |
+                ({"log.jsonl": "".join(json.dumps(r) + "\n" for r in kept)} if resumed_at is not None else {}))
+    return at_step
+
+
+def write_files(out_dir, contents):
+    """Write each file whole (a temporary file, then a rename), with one line if the disk refuses."""
+    for name, text in contents.items():
+        path = os.path.join(out_dir, name)
+        try:
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            remove_quietly(path + ".tmp")
+            raise RunDirError(f"cannot write {path} ({e.strerror})")
+
+
+def append_log(out_dir, record):
+    path = os.path.join(out_dir, "log.jsonl")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        raise RunDirError(f"cannot write {path} ({e.strerror}); the last checkpoint is kept: fix this, then use "
+                          "--init_from resume")
+
+
+def save_checkpoint(ckpt, path):
+    """Write to a temporary file, then rename: a kill at any moment leaves the previous checkpoint whole, and a
+    failed write (a full disk) leaves no temporary file behind."""
+    tmp = path + ".tmp"
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+        remove_quietly(tmp)
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free / 2**20
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
+        raise RunDirError(f"cannot write {path} ({reason}; {free:,.0f} MiB free on its disk); the previous "
+                          "checkpoint is kept: fix this, then use --init_from resume")
+    except BaseException:  # Ctrl-C mid-write: no half-written file
+        remove_quietly(tmp)
+        raise
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def catch_ctrl_c():
+    """The first Ctrl-C asks the loop to stop at the end of the step (and save); a second stops at once.
+    -> (a list that is non-empty once asked, a function that puts the old handler back)."""
+    asked = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        return asked, lambda: None
+
+    def handler(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        print("\nCtrl-C: saving a checkpoint at the end of this step (Ctrl-C again stops without one)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    return asked, lambda: signal.signal(signal.SIGINT, previous)
+
+
+def stop_asked(asked, ddp, device):
+    """Has a Ctrl-C come? With DDP, asked of every process, so that all of them stop at the same step."""
+    if not ddp:
+        return bool(asked)
+    flag = torch.tensor([float(bool(asked))], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return flag.item() > 0
