@@ -30,7 +30,10 @@ from model import GPT, GPTConfig
 def memory_mib(reset_peak=False):
     """(resident, peak resident) memory of this process in MiB, from Linux's /proc; clear_refs 5 resets the peak."""
     if reset_peak:
-        Path("/proc/self/clear_refs").write_text("5")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:  # not permitted in some containers: the peak is then the process's since it started
+            pass
     status = Path("/proc/self/status").read_text()
     return [int(re.search(rf"{key}:\s+(\d+)", status).group(1)) / 1024 for key in ("VmRSS", "VmHWM")]
 
@@ -64,11 +67,13 @@ def run_measure(hidden_fn, tokens, mode, batch_size, device):
 
 
 @torch.no_grad()
-def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), rounds=1):
-    """texts/s and peak memory of measure.py's passes on a random GPT-2-124M-shaped model, for each of modes,
-    alternating them `rounds` times so that a slow spell of the machine hits all alike (the best round is kept)."""
+def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), rounds=1, dtype=torch.float32,
+                  **model_args):
+    """texts/s and peak memory of measure.py's passes on a random GPT-2-124M-shaped model (or model_args'), for
+    each of modes, alternating them `rounds` times so that a slow spell of the machine hits all alike (the best
+    round is kept)."""
     torch.manual_seed(0)
-    hidden_fn = ours(GPT(GPTConfig(vocab_size=50257)), device, torch.float32)["hidden"]
+    hidden_fn = ours(GPT(GPTConfig(**{"vocab_size": 50257, **model_args})), device, dtype)["hidden"]
     tokens = torch.randint(0, 50257, (n_texts, seq_len))
     run_measure(hidden_fn, tokens[:1], "standardize", 1, device)  # warm-up
     best = {}
