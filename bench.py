@@ -72,6 +72,7 @@ def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), r
     """texts/s and peak memory of measure.py's passes on a random GPT-2-124M-shaped model (or model_args'), for
     each of modes, alternating them `rounds` times so that a slow spell of the machine hits all alike (the best
     round is kept)."""
+    device = str(device)  # a torch.device or its name
     torch.manual_seed(0)
     hidden_fn = ours(GPT(GPTConfig(**{"vocab_size": 50257, **model_args})), device, dtype)["hidden"]
     tokens = torch.randint(0, 50257, (n_texts, seq_len))

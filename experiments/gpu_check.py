@@ -63,7 +63,7 @@ PROFILES = {
     "full": dict(model=dict(n_layer=12, n_head=12, n_embd=768, block_size=1024), dtype="bfloat16",
                  micro_batches=(8, 16, 32, 64), bench_iters=25, logits_shape=(2, 256), angular_shape=(3, 8, 256, 768),
                  small=dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=4), measure=(100, 512),
-                 sweep=dict(max_iters=150, batch_size=16, n_texts=25, seq_len=512, flags=""),
+                 sweep=dict(max_iters=150, batch_size=16, n_texts=100, seq_len=512, flags=""),
                  budget_s=480, est=(100, 200, 80), bench_est=50, profile_always=False),
     # --tiny's model and micro-batch are those of tests/test_compile.py: the test suite compiles that graph once
     "tiny": dict(model=dict(n_layer=2, n_head=2, n_embd=32, block_size=32), dtype="float32",
@@ -527,7 +527,7 @@ def markdown(res):
         if "skipped" in m:
             L.append(f"| {m['dtype']} | {m['skipped']} | | | |")
         else:
-            gpu = f"{m['peak_gpu_mib']:,.0f} MiB" if "peak_gpu_mib" in m else "-"
+            gpu = f"{m['peak_gpu_mib']:,.0f} MiB" if m.get("peak_gpu_mib") is not None else "-"
             L.append(f"| {m['dtype']} | {m['texts_per_s']:.1f} | {m['n_texts']} | {m['seq_len']} | {gpu} |")
     for label, prof in res["profiles"].items():
         L += ["", f"Profile of the training step, dispersion {label}: "]

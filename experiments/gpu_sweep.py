@@ -5,8 +5,8 @@ parameters), trained the same way, then measured on the val split of the trainin
 
     python data/prepare.py fineweb_edu --max_tokens 100000000    # once, with network access and `datasets`
     python experiments/gpu_sweep.py                               # train the four models, then measure them
-    python experiments/gpu_sweep.py --dataset austen --max_iters 300 --n_texts 25   # offline: the bundled corpus,
-                                                                  # whose val split holds 27 chapters (it overfits)
+    python experiments/gpu_sweep.py --dataset austen --max_iters 300   # offline: the bundled corpus (it overfits),
+                                                                  # measured on paragraphs of its 27 held-out chapters
     python experiments/gpu_sweep.py --dry_run                     # print the commands only
 
 The measurement's texts are checked before any training: a sweep never trains for minutes and then finds that
@@ -31,9 +31,9 @@ SCRIPTS = {"train.py": train.main, "measure.py": measure.main}  # run in this pr
 
 
 def val_split(dataset):
-    """measure.py's --data for the val split of a prepared dataset: its folder as a path, relative to the repository
-    (a bare bundled name such as `austen` may mean all of that corpus's documents, training ones included)."""
-    return dataset if "/" in dataset or os.sep in dataset else os.path.join("data", dataset)
+    """measure.py's --data for the val split of the training set: the dataset's name, which measure.py reads as its
+    held-out documents (a bundled corpus's held-out chapters cut into paragraphs, so that they give enough texts)."""
+    return dataset
 
 
 def commands(a):

@@ -118,24 +118,25 @@ def test_gpu_sweep_commands_are_valid_train_flags(capsys):
         assert (a.n_layer, a.n_embd, a.block_size) == (12, 768, 1024) and a.compile
     for line in lines[4:]:  # both measurements: the paper's 100 texts of 512 tokens from the val split
         m = measure.parse_args(line.split()[2:])
-        assert (m.data, m.n_texts, m.seq_len, len(m.models)) == ("data/fineweb_edu", 100, 512, 4)
+        assert (m.data, m.n_texts, m.seq_len, len(m.models)) == ("fineweb_edu", 100, 512, 4)
 
 
 def test_gpu_sweep_measures_held_out_text_that_the_repo_ships(tmp_path, capsys):
     """The sweep's measure step, on tiny models trained on the bundled Austen: its texts come from the val
     split, and a request for more text than that split holds stops before any training."""
-    with pytest.raises(SystemExit, match="too little text in data/austen \\(val\\)"):
-        gpu_sweep.main(["--dataset", "austen", "--runs", str(tmp_path / "never")])  # 100 texts of 512 tokens
+    with pytest.raises(SystemExit, match="too little text in austen \\(bundled, the 27 val documents"):
+        gpu_sweep.main(["--dataset", "austen", "--n_texts", "500", "--runs", str(tmp_path / "never")])  # of 512 tokens
     assert not (tmp_path / "never").exists()
     tiny = "--n_layer 1 --n_head 2 --n_embd 32 --block_size 64 --batch_size 2 --no-compile --device cpu " \
            "--eval_iters 1 --cond_texts 2"
     gpu_sweep.main(["--dataset", "austen", "--max_iters", "4", "--n_texts", "8", "--seq_len", "64", "--train_flags",
                     tiny, "--no-snapshots", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "res")])
     report = json.loads((tmp_path / "res" / "condensation.json").read_text())
-    assert report["settings"]["data"] == "data/austen (val)" and report["settings"]["n_texts"] == 8
+    assert report["settings"]["data"].startswith("austen (bundled, the 27 val documents")
+    assert report["settings"]["n_texts"] == 8
     widths = [GPT.from_checkpoint(str(tmp_path / "runs" / f"mlp{w}" / "ckpt.pt")).config.n_inner
               for w in gpu_sweep.WIDTHS]
     assert widths == list(gpu_sweep.WIDTHS) and len(report["models"]) == 4
-    val_docs = len(measure.load_documents("data/austen")[0])  # the documents measure.py saw are val documents
+    val_docs = len(measure.load_documents("austen")[0])  # the documents measure.py saw are val paragraphs
     assert all(max(m["documents"]) < val_docs and len(m["documents"]) == 8 for m in report["models"])
     assert report["size_trend"]["n_params"]["n"] == 4
