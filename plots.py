@@ -163,17 +163,22 @@ def plot_layer_measures(results, path):
             if "within_std" in axes:
                 axes["within_std"].plot(x, r["layer_within_std"], "-", color=colour, lw=1.2)
             axes["erank"].plot(x, r["layer_erank_ratio"], "-", color=colour, lw=1.2)
-        axes["within"].plot([], [], "k-", label="within a text")  # the two line styles, in the same legend
-        axes["within"].plot([], [], "k--", label="across texts")
-        axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
-        if "within_std" in axes:
-            axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
-        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
-        for ax in axes.values():
-            ax.set_xlabel("layer fraction")
-            ax.axhline(0, color="grey", lw=0.5)
+        label_layer_measures(axes, "layer fraction")
         fig.legend(*axes["within"].get_legend_handles_labels(), loc="outside right upper", fontsize=7,
                    ncols=1 + len(results) // 24)
+
+
+def label_layer_measures(axes, xlabel):
+    """Titles and labels of the within/across, within_std and erank panels, the per-model figure and the suite's."""
+    axes["within"].plot([], [], "k-", label="within a text")  # the two line styles, in the same legend
+    axes["within"].plot([], [], "k--", label="across texts")
+    axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
+    if "within_std" in axes:
+        axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
+    axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
+    for ax in axes.values():
+        ax.set_xlabel(xlabel)
+        ax.axhline(0, color="grey", lw=0.5)
 
 
 def plot_training(runs, path):
@@ -290,15 +295,8 @@ def plot_setting_layer_measures(settings, path, what=""):
             if "within_std" in axes:
                 mean_band(axes["within_std"], x, [r["layer_within_std"] for r in s["runs"]], s["colour"])
             mean_band(axes["erank"], x, [r["layer_erank_ratio"] for r in s["runs"]], s["colour"])
-        axes["within"].plot([], [], "k-", label="within a text")  # the two line styles, in the same legend
-        axes["within"].plot([], [], "k--", label="across texts")
-        axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
-        if "within_std" in axes:
-            axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
-        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
+        label_layer_measures(axes, "layer fraction (0 = embeddings)")
         for ax in axes.values():
-            ax.set_xlabel("layer fraction (0 = embeddings)")
-            ax.axhline(0, color="grey", lw=0.5)
             ax.title.set_fontsize(9)
         axes["within"].legend(fontsize=7)
         fig.suptitle(f"{what}condensation beside anisotropy and effective rank ({seeds_note(settings)})", fontsize=10)
