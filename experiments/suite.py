@@ -35,6 +35,7 @@ import measure  # noqa: E402
 import plots  # noqa: E402
 import train  # noqa: E402
 from model import load_checkpoint  # noqa: E402
+from progress import fmt_seconds  # noqa: E402
 
 # laptop scale: a 6-layer char-level GPT on the bundled Austen novels, about a minute a run on 2 cores
 FULL = dict(n_embd=96, n_layer=6, n_head=4, block_size=128, batch_size=16, iters=500, seeds=(0, 1, 2), n_texts=100)
@@ -291,6 +292,12 @@ def main(argv=None):
     widths = [n // 12, n // 3, 4 * n // 3, 16 * n // 3]  # the paper's 64, 256, 1024, 4096 at n_embd 768
     standardize = ["--standardize"] if measure_supports("--standardize") else []
     t_start = time.time()
+    todo, trained = 0, 0  # runs left to train, for the progress line: counted by a dry pass of the same suite
+    if not args.dry_run:
+        with contextlib.redirect_stdout(io.StringIO()) as plan:
+            main([*(sys.argv[1:] if argv is None else argv), "--dry_run"])
+        todo = len({line.split("--out_dir ")[1].split()[0] for line in plan.getvalue().splitlines()  # a run that two
+                    if line.startswith(("python train.py", "# resuming", "# starting again"))})  # experiments share: once
 
     runs_used = set()
 
@@ -308,6 +315,11 @@ def main(argv=None):
         print({"done": "# already done: ", "unfinished": "# resuming: ", "partial": "# starting again (killed "
                "before its first checkpoint): ", "new": ""}[state] + "python train.py " + " ".join(cmd), flush=True)
         if state != "done" and not args.dry_run:
+            nonlocal trained
+            trained += 1
+            spent = time.time() - t_start
+            left = f", about {fmt_seconds(spent / (trained - 1) * (todo - trained + 1))} left" if trained > 1 else ""
+            print(f"# run {trained}/{todo}, {fmt_seconds(spent)} so far{left}", flush=True)
             if state == "partial" and "--overwrite" not in cmd:
                 for f in partial_files(out):  # they would mix into the new run's log and snapshots
                     os.remove(os.path.join(out, f))

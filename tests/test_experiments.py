@@ -17,6 +17,10 @@ from model import GPT, GPTConfig  # noqa: E402
 def test_quick_suite_runs_every_experiment(tmp_path, capsys):
     args = ["--quick", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "results")]
     suite.main(args)
+    out = capsys.readouterr().out.splitlines()
+    trained = [l for l in out if l.startswith("python train.py")]
+    progress = [l for l in out if l.startswith("# run ")]  # one line per run trained, counted against all of them
+    assert [p.split(",")[0] for p in progress] == [f"# run {k}/{len(trained)}" for k in range(1, len(trained) + 1)]
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert list(summary["1_width"]["table"]) == [str(w) for w in summary["widths"]]
     assert summary["widths"] == [2, 10, 42, 170]  # n_embd 32: the paper's n_inner / n_embd of 1/12 .. 16/3
