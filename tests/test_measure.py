@@ -15,6 +15,7 @@ from scipy import stats
 import measure
 import model
 import plots
+from data import texts
 from data.prepare import load_split, prepare, source_documents
 from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer
 
@@ -261,12 +262,12 @@ def test_texts_follow_the_protocol():
     docs = ["a" * 5, "b" * 50, "c" * 3, "d" * 3, "e" * 40, "f" * 2]
     encode = lambda s: [ord(c) for c in s]
     text = lambda ids: "".join(map(chr, ids))
-    ids, span = measure.first_tokens(docs, 0, encode, 10, used=set())
+    ids, span = texts.first_tokens(docs, 0, encode, 10, used=set())
     assert text(ids) == "aaaaa\n\nbbb" and list(span) == [0, 1]  # a short document joined with the next one
-    ids, span = measure.first_tokens(docs, 2, encode, 10, used=set())
+    ids, span = texts.first_tokens(docs, 2, encode, 10, used=set())
     assert text(ids) == "ccc\n\nddd\n\n" and list(span) == [2, 3, 4]
-    assert measure.first_tokens(docs, 2, encode, 10, used={4}) is None  # never into another text's document
-    assert measure.first_tokens(docs, 5, encode, 10, used=set()) is None  # the documents run out
+    assert texts.first_tokens(docs, 2, encode, 10, used={4}) is None  # never into another text's document
+    assert texts.first_tokens(docs, 5, encode, 10, used=set()) is None  # the documents run out
     with pytest.raises(measure.MeasureError, match="need 6 texts of 10 tokens, the 6 documents hold only 2"):
         measure.select_texts(docs, encode, 6, 10, seed=0)
     long = [f"document {i} " * 5 for i in range(20)]
@@ -299,7 +300,7 @@ def test_documents_from_each_source(tmp_path):
 def test_a_bundled_source_means_its_prepared_val_split(tmp_path):
     # prepared here from the bundled chapters with prepare's defaults, as `python data/prepare.py austen_char` does
     meta = prepare(str(tmp_path / "ac"), source_documents("austen"), {"name": "char"}, verbose=False)
-    val = measure.paragraphs(get_tokenizer(meta["tokenizer"])[1](load_split(str(tmp_path / "ac"), "val")))
+    val = texts.paragraphs(get_tokenizer(meta["tokenizer"])[1](load_split(str(tmp_path / "ac"), "val")))
     held, described = measure.load_documents("austen_char")
     assert held == val and f"the {meta['n_val_docs']} val documents" in described
     assert measure.load_documents("austen")[0] == held  # the same documents, whatever the tokenizer
