@@ -684,7 +684,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds the paired bootstrap")
     p.add_argument("--batch_size", type=int, default=16, help="sequences per forward pass")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="bf16: for GPUs")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="the weights and activations; the log-softmax is float32 either way")
     p.add_argument("--out", default="out_eval", help="folder for the results")
     p.add_argument("--bench", action="store_true", help="measure items/s on a random GPT-2-124M-shaped model")
     p.add_argument("--bench_items", type=int, default=100, help="items for --bench")
