@@ -1,11 +1,8 @@
 """
 Dispersion losses: an auxiliary term that pushes apart the hidden states of the tokens of each sequence.
 
-Embedding condensation: as a small Transformer carries a sequence through its layers, the hidden states of its
-tokens drift into a narrow cone; their pairwise cosines climb towards 1, most directions of the space go unused
-and the tokens grow hard to tell apart. Larger models of the same family condense much less (Sun et al.,
-arXiv 2602.00217). Adding lambda * L_disp to the cross-entropy rewards the tokens of a sequence for pointing in
-different directions, so a small model spreads its representations the way a large one does, with no new
+In a small Transformer the tokens of a sequence drift into a narrow cone with depth (embedding condensation,
+arXiv 2602.00217); lambda * L_disp added to the cross-entropy rewards them for pointing apart, with no new
 parameters. It is the repulsive half of a contrastive loss without positive pairs (Wang & He, "Diffuse and
 Disperse", arXiv 2506.09027): the language-model loss already ties each state to what it must predict.
 
