@@ -36,6 +36,7 @@ import torch.nn.functional as F
 import load
 import model as gpt
 from data import tasks as taskdata
+from data.prepare import DataError, jsonl_records
 from data.tokenizer import eot_token, get_tokenizer, vocab_size
 from progress import progress
 
@@ -100,19 +101,16 @@ def check_item(x, where):
 def read_jsonl(path):
     """Items of a task file, each checked, with the line number of the first bad one."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise EvalError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     items = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            x = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        check_item(x, f"{path}:{lineno}")
-        items.append(x)
+    try:
+        for lineno, x in jsonl_records(text, path):
+            check_item(x, f"{path}:{lineno}")
+            items.append(x)
+    except DataError as e:  # the line that is not JSON, as data/prepare.py reports it
+        raise EvalError(str(e)) from None
     if not items:
         raise EvalError(f"{path}: no items")
     return items

@@ -81,13 +81,7 @@ def read_documents(path, field="text"):
         return [p.strip("\n") for p in paragraphs if p.strip()]
 
     documents = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    for lineno, record in jsonl_records(text, path):
         if not isinstance(record, dict) or field not in record:
             fields = ", ".join(record) if isinstance(record, dict) else type(record).__name__
             raise DataError(f"{path}:{lineno}: no field {field!r} (found: {fields}); choose one with --field")
@@ -95,6 +89,18 @@ def read_documents(path, field="text"):
             raise DataError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string")
         documents.append(record[field])
     return documents
+
+
+def jsonl_records(text, path):
+    """(line number, the parsed JSON value) of each non-blank line of a .jsonl file's text; one line of error,
+    with the line number, for the first that is not JSON."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
 
 
 # A chapter heading is a line of its own: "CHAPTER I", "Chapter 1", "CHAPTER 12." ... In Emma a
