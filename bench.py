@@ -7,9 +7,11 @@ Speed and memory, measured (the numbers in the README's Speed section come from 
 
 1. one training step: ms, tokens/s and MFU (against a known GPU peak, or on a CPU against a float32 matmul
    measured in the same process), and the step-time ratio of the angular dispersion loss on every layer;
-2. measure.py on a randomly initialised GPT-2-124M-shaped model at T = 512: texts/s of the paper's within alone,
-   with the one-pass measures (across, excess, rogue, erank) and with --standardize's second pass, and peak memory
-   at N = 10 and N = 100 texts, which must be the same: the measurement keeps running sums, not N matrices.
+2. measure.py on a randomly initialised GPT-2-124M-shaped model at T = 512, as it measures one model (the passes
+   over the texts and the summary): texts/s of the paper's within alone, with the one-pass measures (across,
+   excess, rogue, erank) and with --standardize's second pass, at measure.py's default of N = 100 texts (about
+   9 minutes on 2 CPU cores); and peak memory at N = 100 and N = 10, which must be the same: the measurement keeps
+   running sums, not N matrices.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import measure
@@ -52,18 +55,21 @@ def bench_train(flags, iters, rounds):
     return best, ratio
 
 
+N_BOOT = 1000  # measure.py's default --n_boot
+
 # what measure.py computes per model: the paper's within only; with the one-pass measures (across, excess, rogue,
 # erank: measure.py's default); and with --standardize's second pass for within_std
 MEASURE_MODES = ("paper", "one_pass", "standardize")
 
 
-def run_measure(hidden_fn, tokens, mode, batch_size, device):
+def run_measure(hidden_fn, tokens, mode, batch_size, device, boot_idx):
+    """One model's measurement as measure.py makes it: the passes over the texts, then summarize (bootstrap and
+    erank's eigenvalues included), which costs per model, not per text."""
     st = measure.layer_stats(hidden_fn, tokens, batch_size, device=device, extra=mode != "paper")
     if mode == "standardize":
-        measure.standardized_within(hidden_fn, tokens, *measure.channel_moments(st, tokens.numel()), batch_size,
-                                    device=device)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        st["within_std"] = measure.standardized_within(hidden_fn, tokens, *measure.channel_moments(st, tokens.numel()),
+                                                       batch_size, device=device)
+    measure.summarize(st, boot_idx=boot_idx)
 
 
 @torch.no_grad()
@@ -76,7 +82,8 @@ def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), r
     torch.manual_seed(0)
     hidden_fn = ours(GPT(GPTConfig(**{"vocab_size": 50257, **model_args})), device, dtype)["hidden"]
     tokens = torch.randint(0, 50257, (n_texts, seq_len))
-    run_measure(hidden_fn, tokens[:1], "standardize", 1, device)  # warm-up
+    boot_idx = np.random.default_rng(0).integers(0, n_texts, (N_BOOT, n_texts))
+    run_measure(hidden_fn, tokens[:2], "standardize", 1, device, boot_idx[:, :2] % 2)  # warm-up
     best = {}
     for _ in range(rounds):
         for mode in modes:
@@ -84,7 +91,7 @@ def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), r
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            run_measure(hidden_fn, tokens, mode, batch_size, device)
+            run_measure(hidden_fn, tokens, mode, batch_size, device, boot_idx)
             r = {"n_texts": n_texts, "texts_per_s": n_texts / (time.perf_counter() - t0), "rss_before_mib": before,
                  "peak_rss_mib": memory_mib()[1],
                  "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None}
@@ -120,7 +127,8 @@ def main(argv=None):
     p.add_argument("--train_flags", default="", help="train.py flags of the config to time (empty: its defaults)")
     p.add_argument("--iters", type=int, default=30, help="steps per timing (the first 5 are left out as warm-up)")
     p.add_argument("--rounds", type=int, default=2, help="alternations of the runs without and with dispersion")
-    p.add_argument("--measure_texts", default="10,100", help="N for the measurement's memory check; empty skips it")
+    p.add_argument("--measure_texts", default="100,10",
+                   help="N for the measurement: its cost at the first, its peak memory at each; empty skips it")
     p.add_argument("--measure_rounds", type=int, default=2, help="alternations of the measurement's modes")
     p.add_argument("--seq_len", type=int, default=512, help="tokens per text in the measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N")

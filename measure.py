@@ -42,7 +42,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from scipy.linalg import blas
 
 import plots
 from load import ModelError, open_model
@@ -119,18 +118,32 @@ def effective_rank(moment):
 def standardize(h, mean, std):
     """within_std's tokens: each channel standardised, z_c = (h_c - m_c) / sd_c, with the mean and sd of channel c
     over all the texts' tokens of the layer (from the first pass), so that no channel dominates the cosine."""
-    return (h.float() - mean) / std
+    return (h.float() - mean).div_(std)  # in place: one [B, T, C] tensor, not two
 
 
-def add_gram_upper(d, out, buf):
-    """out += the upper triangle of d^T d, for a [n, C] float32 matrix d, summed into out [C, C] float64. On a CPU
-    through BLAS's syrk into the preallocated buffer buf (C x C float32, Fortran order): syrk computes one triangle,
-    half the work of a matmul, and the largest extra cost of the measures."""
-    if d.device.type == "cpu":
-        blas.ssyrk(1.0, d.numpy().T, beta=0.0, c=buf, trans=0, overwrite_c=1)  # d.T is Fortran-ordered: no copy
-        np.add(out, buf, out=out)  # buf's lower triangle stays 0
-    else:
-        np.add(out, (d.T @ d).triu().cpu().numpy(), out=out)
+MOMENT_PANELS = 8  # column panels of the C x C moment: (P + 1) / 2P of a full matmul's work, 56% at P = 8
+FLUSH_EVERY = 8  # batches whose moments are summed in float32 before they join the float64 sum
+
+
+def panel_edges(C, panels=MOMENT_PANELS):
+    """The column edges of the moment's panels: panel i holds rows edges[i]: and columns edges[i]:edges[i+1]."""
+    return [round(C * i / panels) for i in range(panels + 1)]
+
+
+def add_gram_lower(d, panels, edges):
+    """panels[i] += d[:, a:]^T d[:, a:b] for d [n, C] and the column block [a, b) = edges[i:i+2]: the lower
+    triangle of d^T d (and the diagonal blocks whole), one matmul per panel, a little over half a full d^T d's work.
+    torch has no syrk (BLAS's one-triangle product); scipy's, faster alone, made the whole pass slower: its threads
+    and torch's took the cores from each other between calls."""
+    for panel, a, b in zip(panels, edges, edges[1:]):
+        panel.addmm_(d[:, a:].T, d[:, a:b])
+
+
+def gram_from_panels(panels, edges, out):
+    """out [C, C] float64 += the panels' sums (into its lower triangle); the panels restart from 0."""
+    for panel, a, b in zip(panels, edges, edges[1:]):
+        out[a:, a:b] += panel.cpu().numpy()
+        panel.zero_()
 
 
 @torch.no_grad()
@@ -145,46 +158,57 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
     avg, within = None, []
     for b, batch in enumerate(tokens.split(batch_size)):
         hidden = hidden_fn(batch.to(device))
-        rows = slice(b * batch_size, b * batch_size + len(batch))
+        B, n = len(batch), len(batch) * T  # texts and tokens in this batch
+        rows = slice(b * batch_size, b * batch_size + B)
         if avg is None:
-            avg = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
+            L, C = len(hidden), hidden[0].shape[-1]
+            avg = torch.zeros(L, T, T, dtype=torch.float64, device=device)
             if extra:
-                L, C, n_batches = len(hidden), hidden[0].shape[-1], -(-N // batch_size)
-                s, sq, total, upper = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C)), np.zeros((L, C, C))
-                mus, rs, counts = np.zeros((n_batches, L, C)), np.zeros((n_batches, L, C)), np.zeros((n_batches, 1))
-                buf = np.zeros((C, C), dtype=np.float32, order="F")
-        means = []
+                n_batches = -(-N // batch_size)
+                s, sq, total, moment = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C)), np.zeros((L, C, C))
+                mus, sums, counts = np.zeros((n_batches, L, C)), np.zeros((n_batches, L, C)), np.zeros((n_batches, 1))
+                edges = panel_edges(C)
+                panels = [[torch.zeros(C - a, e - a, device=device) for a, e in zip(edges, edges[1:])] for _ in range(L)]
+        means, per_text, per_batch = [], [], []
         for layer, h in enumerate(hidden):  # one layer's [B, T, T] cosines at a time
-            u = F.normalize(h.float(), dim=-1)
+            h = h.float()
+            u = F.normalize(h, dim=-1)
             cos = u @ u.transpose(-1, -2)  # as cosine_matrices, reusing u
             avg[layer] += cos.sum(0, dtype=torch.float64)  # C-bar_l = (1/N) sum_n C_l(text n), summed here
-            means.append(matrix_means(cos, offdiag).double())
-            if extra:
-                # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches
-                # in float64
-                s_b = u.sum(1).double()  # [B, C]
-                s[rows, layer] = s_b.cpu().numpy()
-                sq[rows, layer] = h.float().square().sum(1).cpu().numpy()
-                total[layer] += h.float().sum((0, 1)).cpu().numpy()
-                # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
-                # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
-                mu = (s_b.sum(0) / (len(batch) * T)).float()
-                d = (u - mu).reshape(-1, C)
-                mus[b, layer], rs[b, layer] = mu.cpu().numpy(), d.sum(0).cpu().numpy()
-                add_gram_upper(d, upper[layer], buf)
-        if extra:
-            counts[b] = len(batch) * T
-        within.append(torch.stack(means, 1).cpu())
+            if not extra:
+                means.append(matrix_means(cos, offdiag))
+                continue
+            # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches in
+            # float64; within then comes from s (within_from_sums), the same number as matrix_means(cos)
+            s_b = u.sum(1)  # [B, C]
+            mu = (s_b.sum(0, dtype=torch.float64) / n).float()
+            per_text.append(torch.stack([s_b, h.square().sum(1)], 1))  # [B, 2, C]
+            per_batch.append(torch.stack([h.sum((0, 1)), mu]))  # [2, C]
+            # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
+            # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
+            add_gram_lower(u.sub_(mu).reshape(-1, C), panels[layer], edges)  # u is D from here on
+        if extra:  # one copy off the device per batch
+            per_text, per_batch = torch.stack(per_text, 1).cpu().numpy(), torch.stack(per_batch).cpu().numpy()
+            s[rows], sq[rows], total = per_text[:, :, 0], per_text[:, :, 1], total + per_batch[:, 0]
+            mus[b], sums[b], counts[b] = per_batch[:, 1], per_text[:, :, 0].sum(0), n
+            within.append(within_from_sums(s[rows], T, offdiag))
+            if (b + 1) % FLUSH_EVERY == 0 or rows.stop == N:
+                for layer in range(L):
+                    gram_from_panels(panels[layer], edges, moment[layer])
+        else:
+            within.append(torch.stack(means, 1).double().cpu().numpy())
         del hidden, cos, u  # freed before the next batch's forward pass, not during it
         if tick:
-            tick(len(batch))
-    out = {"avg": (avg / N).cpu(), "within": torch.cat(within).numpy()}
+            tick(B)
+    out = {"avg": (avg / N).cpu(), "within": np.concatenate(within)}
     if extra:
-        for layer, moment in enumerate(upper):  # in place, a layer at a time: no second [L, C, C] array
-            moment += np.triu(moment, 1).T
+        rs = sums - counts[:, :, None] * mus  # r = sum D = s - n mu per batch, in float64 (mu is float32's)
+        for layer, m in enumerate(moment):  # in place, a layer at a time: no second [L, C, C] array
+            m[:] = np.tril(m)  # the panels' diagonal blocks filled the upper triangle near the diagonal too
+            m += np.tril(m, -1).T  # the upper triangle from the lower one
             mu, r = mus[:, layer], rs[:, layer]
-            moment += mu.T @ (counts * mu + r) + r.T @ mu  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
-        out.update(s=s, sq=sq, total=total, moment=upper)
+            m += mu.T @ (counts * mu + r) + r.T @ mu  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
+        out.update(s=s, sq=sq, total=total, moment=moment)
     return out
 
 
@@ -203,9 +227,9 @@ def standardized_within(hidden_fn, tokens, mean, std, batch_size=4, offdiag=Fals
     out = []
     for batch in tokens.split(batch_size):
         hidden = hidden_fn(batch.to(device))
-        s = [F.normalize(standardize(h, mean[layer], std[layer]), dim=-1).sum(1, dtype=torch.float64)
-             for layer, h in enumerate(hidden)]
-        out.append(within_from_sums(torch.stack(s, 1), T, offdiag).cpu())
+        # float32 sums over each text's tokens, as layer_stats' s, then float64
+        s = [F.normalize(z, dim=-1, out=z).sum(1) for z in map(standardize, hidden, mean, std)]
+        out.append(within_from_sums(torch.stack(s, 1).double(), T, offdiag).cpu())
         del hidden
         if tick:
             tick(len(batch))

@@ -40,4 +40,4 @@ def test_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 30)" in out and "(default: 10,100)" in out and "(default: 512)" in out
+    assert "(default: 30)" in out and "(default: 100,10)" in out and "(default: 512)" in out

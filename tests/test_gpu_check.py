@@ -44,7 +44,11 @@ def test_tiny_gpu_check_runs_every_stage(tmp_path, capsys):
     assert row["disp_ratio"] == pytest.approx(row["ms_per_iter_angular"] / row["ms_per_iter_none"], rel=1e-6)
     assert 0 < row["mfu_none"] < 1 and res["speed"]["best"]["batch_size"] == 4
     assert [m["dtype"] for m in res["speed"]["measure"]] == ["float32", "bf16"]
-    assert all(m["texts_per_s"] > 0 and m["n_texts"] == 8 for m in res["speed"]["measure"])
+    for m in res["speed"]["measure"]:
+        assert m["texts_per_s"] > 0 and m["n_texts"] == 8
+        assert m["one_pass_ratio"] == pytest.approx(m["paper_texts_per_s"] / m["texts_per_s"])
+        assert m["standardize_ratio"] > 1  # a second forward pass
+        assert f"| {m['dtype']} | {m['texts_per_s']:.1f} | {m['one_pass_ratio']:.3f}x (goal <= 1.05x) |" in md
     for label in ("none", "angular"):
         top = res["profiles"][label]["top"]
         shares = [t["share"] for t in top]

@@ -204,6 +204,28 @@ def test_bootstrap_of_across_leaves_out_a_text_paired_with_itself():
         assert r[f"{m}_spearman_ci"] == pytest.approx([r[f"{m}_spearman"]] * 2, nan_ok=True), m
 
 
+@pytest.mark.parametrize("C", [8, 13])  # 13: panels of unequal widths
+def test_moment_from_panels_across_flushes_matches_numpy(C):
+    hidden_fn = fake_model(n_layer=2, C=C)
+    tokens = torch.randint(0, 50, (2 * measure.FLUSH_EVERY + 3, 6), generator=torch.Generator().manual_seed(3))
+    h = [layer.numpy().astype(np.float64).reshape(-1, C) for layer in hidden_fn(tokens)]
+    for batch_size in (1, 2, 5):  # flushed once, twice or never before the last batch, which is shorter
+        st = measure.layer_stats(hidden_fn, tokens, batch_size)
+        for layer, x in enumerate(h):
+            u = unit(x)
+            assert np.allclose(st["moment"][layer], u.T @ u, rtol=1e-5, atol=1e-5)
+            assert np.allclose(st["total"][layer], x.sum(0), rtol=1e-5)
+    d = torch.randn(40, C, generator=torch.Generator().manual_seed(4))
+    edges = measure.panel_edges(C, 3)
+    panels = [torch.zeros(C - a, b - a) for a, b in zip(edges, edges[1:])]
+    measure.add_gram_lower(d, panels, edges)
+    out = np.zeros((C, C))
+    measure.gram_from_panels(panels, edges, out)
+    full = (d.T @ d).double().numpy()
+    assert np.allclose(np.tril(out), np.tril(full), atol=1e-4)  # every entry on and below the diagonal
+    assert all(not p.any() for p in panels)  # and the panels start again from 0
+
+
 def test_rising_curve_gives_rho_tau_one_and_rank_stats_match_scipy():
     rising = np.array([[0.1, 0.2, 0.25, 0.5, 0.9]])
     assert np.allclose(measure.rank_rows(rising), 1) and np.allclose(measure.rank_rows(-rising), -1)
