@@ -8,6 +8,7 @@ A run folder (train.py's --out_dir) holds one run, and never half of one:
   version intact, and a full disk ends in one line, not a half-written checkpoint;
 - a log that agrees with its checkpoint: a resume cuts log.jsonl back to the checkpoint's step, so every
   (iter, split) appears once;
+- a resume that continues the run it resumes: its saved flags, and no flag that would change it unasked;
 - a Ctrl-C that stops the run at the end of a step, where train.py can save it.
 
 Whatever goes wrong raises RunDirError, whose text is one line for the user; train.py prints it as `error: ...`.
@@ -24,6 +25,9 @@ import threading
 
 import torch
 
+from load import open_model
+from model import load_checkpoint
+
 try:
     import fcntl  # file locks, released by the kernel when their process dies; not on Windows
 except ImportError:
@@ -31,6 +35,16 @@ except ImportError:
 
 RUN_FILES = ("ckpt.pt", "log.jsonl", "config.json", "ckpt_[0-9]*.pt")  # what makes a folder hold a run
 LOCK_FILE = "train.lock"
+
+# A resumed run is the run it continues: these flags change what it computes, so on --init_from resume they come
+# from the checkpoint, and one given with another value stops the run unless --allow_changes is given. --max_iters
+# may grow freely: the schedule stays the saved one (lr_decay_iters included), so a longer run ends at min_lr.
+RUN_FLAGS = ("dataset", "seed", "batch_size", "gradient_accumulation_steps", "block_size", "dropout", "learning_rate",
+             "min_lr", "warmup_iters", "lr_decay_iters", "weight_decay", "beta1", "beta2", "grad_clip", "disp",
+             "disp_coeff", "disp_tau", "disp_layers", "disp_max_tokens", "disp_clamp", "disp_lambda_norm", "teacher",
+             "kd_alpha", "kd_temperature", "embed_noise", "forget_every")
+MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "n_inner", "bias")  # fixed by the checkpoint's weights
+NOT_SAVED = ("init_from", "out_dir", "device", "dtype", "compile", "bench", "overwrite", "allow_changes")  # per call
 
 
 class RunDirError(Exception):
@@ -195,3 +209,32 @@ def stop_asked(asked, ddp, device):
     flag = torch.tensor([float(bool(asked))], device=device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
     return flag.item() > 0
+
+
+def resume_checkpoint(a, given):
+    """Read out_dir/ckpt.pt for --init_from resume and take the run's saved flags for every flag not given; a flag
+    given that changes the run (RUN_FLAGS) stops it unless --allow_changes; the model's shape never changes."""
+    path = os.path.join(a.out_dir, "ckpt.pt")
+    try:
+        ckpt = load_checkpoint(path)
+        open_model(path)  # checks, without building the model, that its weights fit its model_args
+    except (FileNotFoundError, ValueError) as e:
+        raise RunDirError(f"cannot resume: {e}")
+    saved, shape = ckpt.get("config", {}), ckpt["model_args"]
+    fixed = [f"--{k} {getattr(a, k)}" for k in MODEL_FLAGS if k in given and getattr(a, k) != shape.get(k)]
+    if fixed:
+        raise RunDirError(f"cannot resume with {', '.join(fixed)}: the checkpoint's weights fix the model to "
+             + ", ".join(f"{k} {shape.get(k)}" for k in MODEL_FLAGS))
+    for k in MODEL_FLAGS:
+        setattr(a, k, shape.get(k))
+    for k, v in saved.items():
+        if hasattr(a, k) and k not in given and k not in NOT_SAVED + MODEL_FLAGS:
+            setattr(a, k, v)
+    changed = [f"--{k} {getattr(a, k)} (the run has {saved[k]})" for k in RUN_FLAGS
+               if k in given and k in saved and getattr(a, k) != saved[k]]
+    if changed and not a.allow_changes:
+        raise RunDirError(f"resuming with {'; '.join(changed)} would change the run: leave the flag out to keep the run's own "
+             "value, or add --allow_changes if you mean it")
+    if a.max_iters < ckpt["iter_num"]:
+        raise RunDirError(f"--max_iters {a.max_iters} is behind the checkpoint, which is at step {ckpt['iter_num']}")
+    return ckpt

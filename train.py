@@ -27,8 +27,9 @@ import measure
 import rundir
 from data import prepare as dataprep
 from evaluate import EvalError, score_in_training, tasks_for_training
-from load import load_gpt, open_model
-from model import GPT, GPTConfig, load_checkpoint
+from load import load_gpt
+from mfu import peak_flops, utilisation
+from model import GPT, GPTConfig
 
 
 def build_parser():
@@ -104,19 +105,8 @@ def build_parser():
     g.add_argument("--overwrite", action="store_true",
                    help="start a new run in an out_dir that holds one, deleting its checkpoints, log and config")
     g.add_argument("--allow_changes", action="store_true",
-                   help="with --init_from resume: accept flags that change the run (see RUN_FLAGS in train.py)")
+                   help="with --init_from resume: accept flags that change the run (see RUN_FLAGS in rundir.py)")
     return p
-
-
-# A resumed run is the run it continues: these flags change what it computes, so on --init_from resume they come
-# from the checkpoint, and one given with another value stops the run unless --allow_changes is given. --max_iters
-# may grow freely: the schedule stays the saved one (lr_decay_iters included), so a longer run ends at min_lr.
-RUN_FLAGS = ("dataset", "seed", "batch_size", "gradient_accumulation_steps", "block_size", "dropout", "learning_rate",
-             "min_lr", "warmup_iters", "lr_decay_iters", "weight_decay", "beta1", "beta2", "grad_clip", "disp",
-             "disp_coeff", "disp_tau", "disp_layers", "disp_max_tokens", "disp_clamp", "disp_lambda_norm", "teacher",
-             "kd_alpha", "kd_temperature", "embed_noise", "forget_every")
-MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "n_inner", "bias")  # fixed by the checkpoint's weights
-NOT_SAVED = ("init_from", "out_dir", "device", "dtype", "compile", "bench", "overwrite", "allow_changes")  # per call
 
 
 def fail(msg):
@@ -162,35 +152,6 @@ def parse_args(argv):
     given = set(vars(parser.parse_args(argv)))
     check_args(a)
     return a, given
-
-
-def resume_checkpoint(a, given):
-    """Read out_dir/ckpt.pt for --init_from resume and take the run's saved flags for every flag not given; a flag
-    given that changes the run (RUN_FLAGS) stops it unless --allow_changes; the model's shape never changes."""
-    path = os.path.join(a.out_dir, "ckpt.pt")
-    try:
-        ckpt = load_checkpoint(path)
-        open_model(path)  # checks, without building the model, that its weights fit its model_args
-    except (FileNotFoundError, ValueError) as e:
-        fail(f"cannot resume: {e}")
-    saved, shape = ckpt.get("config", {}), ckpt["model_args"]
-    fixed = [f"--{k} {getattr(a, k)}" for k in MODEL_FLAGS if k in given and getattr(a, k) != shape.get(k)]
-    if fixed:
-        fail(f"cannot resume with {', '.join(fixed)}: the checkpoint's weights fix the model to "
-             + ", ".join(f"{k} {shape.get(k)}" for k in MODEL_FLAGS))
-    for k in MODEL_FLAGS:
-        setattr(a, k, shape.get(k))
-    for k, v in saved.items():
-        if hasattr(a, k) and k not in given and k not in NOT_SAVED + MODEL_FLAGS:
-            setattr(a, k, v)
-    changed = [f"--{k} {getattr(a, k)} (the run has {saved[k]})" for k in RUN_FLAGS
-               if k in given and k in saved and getattr(a, k) != saved[k]]
-    if changed and not a.allow_changes:
-        fail(f"resuming with {'; '.join(changed)} would change the run: leave the flag out to keep the run's own "
-             "value, or add --allow_changes if you mean it")
-    if a.max_iters < ckpt["iter_num"]:
-        fail(f"--max_iters {a.max_iters} is behind the checkpoint, which is at step {ckpt['iter_num']}")
-    return ckpt
 
 
 def setup(a):
@@ -283,7 +244,7 @@ def build_model(a, env, data, ckpt):
         if tokenizer != data.meta["tokenizer"]:
             fail(f"--init_from {a.init_from} uses another tokenizer than --dataset {a.dataset}")
         args = {f: getattr(net.config, f) for f in GPTConfig.__dataclass_fields__}
-        for k in MODEL_FLAGS:  # config.json says what the model is, not what the ignored flags said
+        for k in rundir.MODEL_FLAGS:  # config.json says what the model is, not what the ignored flags said
             setattr(a, k, args[k])
     if a.block_size > net.config.block_size:
         fail(f"--block_size {a.block_size} is beyond the model's {net.config.block_size} positions")
@@ -501,60 +462,18 @@ def checkpoint(run, path, iter_num, tokens_seen, snapshot=False):
     rundir.save_checkpoint(ckpt, path)
 
 
-# ---------------------------------------------------------------------------------------- speed
-
-def peak_flops(device, dtype):
-    """Peak FLOP/s for MFU: known bf16 tensor-core peaks of datacenter GPUs, or on CPU a float32 matmul measured
-    here and now (so the CPU figure says how close we come to what this machine's BLAS can do)."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, peak in (("H100", 989e12), ("H200", 989e12), ("A100", 312e12)):
-            if key in name and dtype in (torch.bfloat16, torch.float16):
-                return peak
-        return None
-    if device.type != "cpu":
-        return None
-    threads = torch.get_num_threads()
-    if threads not in CPU_PEAK:  # once per process and thread count: several runs in one process (bench.py) share it
-        n = 1024
-        gen = torch.Generator().manual_seed(0)  # not the global RNG: a resumed run must draw what the original drew
-        x, y = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
-        times = []
-        for _ in range(20):  # the fastest of several: a busy moment on a shared machine must not lower the peak
-            t0 = time.perf_counter()
-            x @ y
-            times.append(time.perf_counter() - t0)
-        CPU_PEAK[threads] = 2 * n ** 3 / min(times)
-    return CPU_PEAK[threads]
-
-
-CPU_PEAK = {}  # thread count -> the best FLOP/s seen on this CPU: the timed matmul, or a faster training step
-
-
-def mfu(run, tok_s):
-    """Model FLOP utilisation of this process. On a CPU the peak is a matmul timed once at the start; a step that
-    runs faster proves that timing was slowed by other work, so the peak rises to the step's rate: MFU is a share
-    of the best this machine was seen to do, and never above 100%."""
-    if run.peak is None:
-        return None
-    achieved = run.model.net.flops_per_token(run.a.block_size) * tok_s / run.env.world
-    if run.env.device.type == "cpu" and achieved > run.peak:
-        run.peak = CPU_PEAK[torch.get_num_threads()] = achieved
-    return achieved / run.peak
-
-
 # ---------------------------------------------------------------------------------------- the run
 
 def main(argv=None):
     a, given = parse_args(argv)
     resume = a.init_from == "resume"
-    ckpt = resume_checkpoint(a, given) if resume else None
-    a.lr_decay_iters = a.max_iters if a.lr_decay_iters is None else a.lr_decay_iters
-    a.min_lr = a.learning_rate / 10 if a.min_lr is None else a.min_lr
-    env = setup(a)
-    writes = env.master and not a.bench  # --bench and the other DDP processes write nothing
-    lock, restore_ctrl_c = None, lambda: None
+    lock, restore_ctrl_c, env = None, lambda: None, None
     try:
+        ckpt = rundir.resume_checkpoint(a, given) if resume else None
+        a.lr_decay_iters = a.max_iters if a.lr_decay_iters is None else a.lr_decay_iters
+        a.min_lr = a.learning_rate / 10 if a.min_lr is None else a.min_lr
+        env = setup(a)
+        writes = env.master and not a.bench  # --bench and the other DDP processes write nothing
         if writes:
             rundir.check_out_dir(a.out_dir, resume, a.overwrite)
         if env.ddp:
@@ -572,7 +491,7 @@ def main(argv=None):
     finally:
         restore_ctrl_c()
         rundir.release_lock(lock)
-        if env.ddp and torch.distributed.is_initialized():
+        if env is not None and env.ddp and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
@@ -651,7 +570,7 @@ def train(a, env, data, model, ckpt, writes, asked):
         bench_times.append(dt)
         if env.master and (iter_num % a.log_interval == 0 or iter_num == a.max_iters):
             tok_s = tokens_per_step / dt
-            util = mfu(run, tok_s)
+            util = step_mfu(run, tok_s)
             extras = "".join(f" {k} {v:.4f}" for k, v in total.items() if k != "loss") if len(total) > 2 else ""
             print(f"iter {iter_num}: loss {total['loss']:.4f}{extras}, lr {lr:.2e}, {dt * 1000:.1f} ms, "
                   f"{tok_s:,.0f} tok/s" + (f", mfu {100 * util:.1f}%" if util else ""), flush=True)
@@ -667,12 +586,19 @@ def train(a, env, data, model, ckpt, writes, asked):
     return {"val": ev["val"], "unigram_entropy": unigram, "seconds": time.perf_counter() - t_start}
 
 
+def step_mfu(run, tok_s):
+    """MFU of this process's steps at tok_s tokens/s (mfu.py; on a CPU a faster step raises run.peak)."""
+    util, run.peak = utilisation(run.model.net.flops_per_token(run.a.block_size) * tok_s / run.env.world, run.peak,
+                                 run.env.device)
+    return util
+
+
 def bench_result(run, step_times, tokens_per_step):
     """--bench: the median step time, leaving out the first steps (warm-up, compilation)."""
     steady = sorted(step_times[min(5, len(step_times) // 2):]) or [float("nan")]
     ms = 1000 * steady[len(steady) // 2]
     tok_s = tokens_per_step / ms * 1000
-    util = mfu(run, tok_s)
+    util = step_mfu(run, tok_s)
     print(f"bench: {ms:.1f} ms/iter (median of {len(steady)}), {tok_s:,.0f} tokens/s"
           + (f", MFU {100 * util:.1f}% of {run.peak / 1e12:.2f} TFLOP/s" if util else ""))
     return {"ms_per_iter": ms, "tokens_per_s": tok_s, "mfu": util, "peak_flops": run.peak}

@@ -15,6 +15,7 @@ import torch
 
 import dispersion
 import measure
+import mfu
 import rundir
 import train
 from data import prepare as dataprep
@@ -453,13 +454,13 @@ def test_bad_input_gives_one_exact_line(tmp_path, char_data, kind):
 
 
 def test_mfu_never_exceeds_one(monkeypatch):
-    monkeypatch.setattr(train, "CPU_PEAK", {})
+    monkeypatch.setattr(mfu, "CPU_PEAK", {})
     net = GPT(train.GPTConfig(block_size=32, vocab_size=64, n_layer=2, n_head=2, n_embd=32))
     a = train.build_parser().parse_args(["--block_size", "32"])
     env = SimpleNamespace(world=1, device=torch.device("cpu"))
     run_ = SimpleNamespace(a=a, model=SimpleNamespace(net=net), env=env, peak=1e9)
     rate = 1e9 / net.flops_per_token(32)  # tokens/s at exactly the measured peak
-    assert train.mfu(run_, rate / 2) == pytest.approx(0.5)
-    assert train.mfu(run_, rate * 3) == 1.0 and run_.peak == pytest.approx(3e9)  # a faster step raises the peak
-    assert train.mfu(run_, rate) == pytest.approx(1 / 3)
-    assert train.CPU_PEAK[torch.get_num_threads()] == run_.peak  # and later runs in this process start from it
+    assert train.step_mfu(run_, rate / 2) == pytest.approx(0.5)
+    assert train.step_mfu(run_, rate * 3) == 1.0 and run_.peak == pytest.approx(3e9)  # a faster step raises the peak
+    assert train.step_mfu(run_, rate) == pytest.approx(1 / 3)
+    assert mfu.CPU_PEAK[torch.get_num_threads()] == run_.peak  # and later runs in this process start from it
