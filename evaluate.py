@@ -688,16 +688,9 @@ def parse_args(argv=None):
     p.add_argument("--bench", action="store_true", help="measure items/s on a random GPT-2-124M-shaped model")
     p.add_argument("--bench_items", type=int, default=100, help="items for --bench")
     args = p.parse_args(argv)
-    for name, low in (("num_fewshot", 0), ("n_boot", 1), ("bootstrap_iters", 0), ("batch_size", 1),
-                      ("bench_items", 1)):
-        if getattr(args, name) is not None and getattr(args, name) < low:
-            p.error(f"--{name} must be at least {low}")
+    load.check_flags(p, args, dict(num_fewshot=0, n_boot=1, bootstrap_iters=0, batch_size=1, bench_items=1))
     if not args.models and not args.bench:
         p.error("give at least one MODEL (or --bench)")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: no CUDA GPU here")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"--out {args.out} is a file, not a folder")
     return args
 
 

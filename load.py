@@ -28,6 +28,19 @@ class ModelError(ValueError):
     """A MODEL argument that cannot be opened; the message is one line for the user."""
 
 
+def check_flags(parser, args, at_least):
+    """The flag checks that measure.py and evaluate.py share, each failing through parser.error: at_least
+    {flag: its lowest value} (a flag left at None is not checked), a CUDA --device where there is none, and an --out
+    that is a file."""
+    for name, low in at_least.items():
+        if getattr(args, name) is not None and getattr(args, name) < low:
+            parser.error(f"--{name} must be at least {low}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA GPU here")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out} is a file, not a folder")
+
+
 def open_model(spec, snapshots=False):
     """-> a list (a run's snapshots are several) of dicts, one per model:
     name, kind ("checkpoint" | "gpt2" | "hf"), run (what snapshots of one training run share), tokens_seen,

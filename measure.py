@@ -29,7 +29,6 @@ train.py calls condensation_summary(model, idx) at each eval: rho, tau and the l
 import argparse
 import csv
 import json
-import os
 import re
 import shutil
 import sys
@@ -44,7 +43,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 import plots
-from load import ModelError, open_model
+from load import ModelError, check_flags, open_model
 from progress import progress
 from data.prepare import DataError
 from data.texts import load_documents, select_texts
@@ -518,17 +517,11 @@ def parse_args(argv=None):
                    help="the models' weights and activations (the measures are taken in float32 either way)")
     p.add_argument("--out", default="out_measure", help="folder for the results")
     args = p.parse_args(argv)
-    for name, low in (("n_texts", 1), ("seq_len", 2), ("last_n", 1), ("n_boot", 0), ("batch_size", 1), ("rogue_k", 1)):
-        if getattr(args, name) is not None and getattr(args, name) < low:
-            p.error(f"--{name} must be at least {low}")
+    check_flags(p, args, dict(n_texts=1, seq_len=2, last_n=1, n_boot=0, batch_size=1, rogue_k=1))
     if not 0 < args.ci < 1:
         p.error("--ci must be between 0 and 1")
     if not args.models:
         p.error("give at least one MODEL")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: no CUDA GPU here")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"--out {args.out} is a file, not a folder")
     return args
 
 
