@@ -90,8 +90,7 @@ class _Angular(torch.autograd.Function):
 
 
 def _offdiag(x, fill):  # x [N, T, T] with the self-pairs i == j replaced by `fill`
-    eye = torch.eye(x.shape[-1], dtype=torch.bool, device=x.device)
-    return x.masked_fill(eye, fill)
+    return x.masked_fill(torch.eye(x.shape[-1], dtype=torch.bool, device=x.device), fill)
 
 
 def _log_mean_exp(x, pairs):  # log mean exp(x) over the last two dims, via logsumexp: no underflow to log(0)

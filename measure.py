@@ -44,7 +44,7 @@ from scipy import stats
 
 import plots
 from load import ModelError, check_flags, open_model
-from progress import progress
+from progress import ticker
 from data.prepare import DataError
 from data.texts import load_documents, select_texts
 
@@ -334,13 +334,6 @@ def condensation_summary(net, idx, offdiag=False):
 
 
 # ------------------------------------------------------------------------------------------------ one run
-
-def ticker(total, what):
-    """A progress line moved by hand: tick(n) once n more of the total units are done (a batch of texts)."""
-    line = progress(range(total), what=what)
-    next(line, None)  # starts its clock; each later next() counts one unit as done
-    return lambda n: [next(line, None) for _ in range(n)]
-
 
 def measure_all(args):
     """Validate every input, then measure every model; -> (results, report dict for condensation.json)."""

@@ -52,3 +52,11 @@ def progress(items, total=None, what="items", scale=1, every=None, file=None, st
                 line()
             last = now
     line(final=True)
+
+
+def ticker(total, what):
+    """The same line moved by hand, for a loop that is not a loop over items (measure.py's passes over texts):
+    tick(n) once n more of the total units are done."""
+    line = progress(range(total), what=what)
+    next(line, None)  # starts its clock; each later next() counts one unit as done
+    return lambda n: [next(line, None) for _ in range(n)]
