@@ -55,8 +55,6 @@ def bench_train(flags, iters, rounds):
     return best, ratio
 
 
-N_BOOT = 1000  # measure.py's default --n_boot
-
 # what measure.py computes per model: the paper's within only; with the one-pass measures (across, excess, rogue,
 # erank: measure.py's default); and with --standardize's second pass for within_std
 MEASURE_MODES = ("paper", "one_pass", "standardize")
@@ -93,7 +91,7 @@ def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), r
         forward.append(time.perf_counter() - t)
         return hidden
     tokens = torch.randint(0, 50257, (n_texts, seq_len))
-    boot_idx = np.random.default_rng(0).integers(0, n_texts, (N_BOOT, n_texts))
+    boot_idx = np.random.default_rng(0).integers(0, n_texts, (measure.N_BOOT, n_texts))
     run_measure(hidden_fn, tokens[:2], "standardize", 1, device, boot_idx[:, :2] % 2)  # warm-up
     best, rest, pass_s = {}, {}, float("inf")
     for _ in range(rounds):

@@ -477,6 +477,7 @@ def print_table(results, report, last_n, size_by="n_params"):
 # ------------------------------------------------------------------------------------------------ command line
 
 SEQ_LEN = 512  # the paper's text length, when every model's context allows it
+N_BOOT = 1000  # bootstrap resamples of the texts
 
 
 def parse_args(argv=None):
@@ -497,7 +498,7 @@ def parse_args(argv=None):
                    help="also within_std: a second pass with every channel standardised (mean 0, variance 1)")
     p.add_argument("--rogue_k", type=int, default=3, help="rogue: the share of the squared norm in the k largest channels")
     p.add_argument("--last_n", type=int, default=3, help="also report the mean over the last n layers")
-    p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples of the texts (0: no CIs)")
+    p.add_argument("--n_boot", type=int, default=N_BOOT, help="bootstrap resamples of the texts (0: no CIs)")
     p.add_argument("--ci", type=float, default=0.95, help="confidence level of the bootstrap intervals")
     p.add_argument("--paired", action="store_true", help="models come in pairs (base, other): report differences")
     p.add_argument("--snapshots", action="store_true", help="a run directory means all its ckpt_NNNNNN.pt")
