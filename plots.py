@@ -250,7 +250,11 @@ def plot_setting_heatmaps(settings, path, what=""):
         for ax, s, h in zip(axes.flat, settings, hists):
             x = np.linspace(0, 1, h.shape[0] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
             mesh = ax.pcolormesh(x, edges, h.T, norm=norm, cmap=cmap)
-            ax.set_title(s["label"], fontsize=9, color=s["colour"])
+            # the title in black (a light setting colour would be hard to read) over a bar of the setting's colour,
+            # as in the line figures, drawn on the white above the panel, where a dark colour shows too
+            ax.set_title(s["label"], fontsize=9, pad=9)
+            ax.plot([0, 1], [1.025, 1.025], transform=ax.transAxes, color=s["colour"], lw=4, clip_on=False,
+                    solid_capstyle="butt")
             ax.set_ylim(*heatmap_ylim(hists))
             ax.set_xlabel("layer fraction")
         for ax in axes.flat[len(settings):]:
