@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import flags  # noqa: E402
 import measure  # noqa: E402
 import plots  # noqa: E402
 import train  # noqa: E402
@@ -189,7 +190,7 @@ def partial_files(out):
 
 def train_overwrites():
     """Whether train.py has --overwrite (a new run where an old one is stops without it)."""
-    return not train.build_parser().parse_known_args(["--overwrite"])[1]
+    return not flags.build_parser().parse_known_args(["--overwrite"])[1]
 
 
 def measure_supports(flag):

@@ -10,6 +10,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
 import gpu_sweep  # noqa: E402
 import suite  # noqa: E402
+import flags  # noqa: E402
 import measure  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
@@ -115,8 +116,7 @@ def test_gpu_sweep_commands_are_valid_train_flags(capsys):
     gpu_sweep.main(["--dry_run"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and sum("--n_inner" in l for l in lines) == 4
-    import train
-    parser = train.build_parser()
+    parser = flags.build_parser()
     for line in lines[:4]:
         a = parser.parse_args(line.split()[2:])
         assert (a.n_layer, a.n_embd, a.block_size) == (12, 768, 1024) and a.compile

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import dispersion
+import flags
 import measure
 import mfu
 import rundir
@@ -218,7 +219,7 @@ def test_training_learns_and_logs(tmp_path, char_data, capsys):
         assert key in evals[-1]
     # the condensation estimate: whatever measure.condensation_summary returns, as cond_<key>, on the final model
     # and the --cond_texts val windows spread evenly over the val split
-    a = train.build_parser().parse_args(["--block_size", "32", "--cond_texts", "2"])
+    a = flags.build_parser().parse_args(["--block_size", "32", "--cond_texts", "2"])
     windows = train.condensation_windows(dataprep.load_split(char_data, "val"), a, torch.device("cpu"))
     assert windows.shape == (2, 32)
     final = measure.condensation_summary(GPT.from_checkpoint(str(tmp_path / "ckpt.pt")), windows)
@@ -230,7 +231,7 @@ def test_training_learns_and_logs(tmp_path, char_data, capsys):
 
 
 def test_lr_schedule():
-    a = train.build_parser().parse_args(["--learning_rate", "1.0", "--min_lr", "0.1", "--warmup_iters", "10",
+    a = flags.build_parser().parse_args(["--learning_rate", "1.0", "--min_lr", "0.1", "--warmup_iters", "10",
                                           "--lr_decay_iters", "110"])
     lrs = [train.get_lr(i, a) for i in range(130)]
     assert lrs[0] < lrs[5] < lrs[9] < 1.0  # warming up
@@ -304,7 +305,7 @@ def test_total_loss_keeps_dispersion_outside_the_distillation_mix(tmp_path, char
         assert r["kd"] > 1e-3 and r["disp"] != 0
         assert r["loss"] == pytest.approx(0.75 * r["ce"] + 0.25 * 9 * r["kd"] + 0.4 * r["disp"], rel=1e-5)
     ce, disp, kl = torch.tensor(2.0), torch.tensor(-0.5), torch.tensor(0.1)
-    a = train.build_parser().parse_args(["--kd_alpha", "0.25", "--kd_temperature", "3", "--disp_coeff", "0.4"])
+    a = flags.build_parser().parse_args(["--kd_alpha", "0.25", "--kd_temperature", "3", "--disp_coeff", "0.4"])
     assert train.total_loss(ce, None, None, a).item() == 2.0  # plain CE
     assert train.total_loss(ce, disp, None, a).item() == pytest.approx(2.0 - 0.2)
     assert train.total_loss(ce, disp, kl, a).item() == pytest.approx(1.5 + 0.225 - 0.2)
@@ -391,8 +392,8 @@ def test_ddp_two_processes_follow_one(tmp_path, char_data):
 def test_readme_documents_every_flag():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    flags = [s for action in train.build_parser()._actions for s in action.option_strings if s.startswith("--")]
-    missing = [f for f in flags if f not in readme and f != "--help"]
+    names = [s for action in flags.build_parser()._actions for s in action.option_strings if s.startswith("--")]
+    missing = [f for f in names if f not in readme and f != "--help"]
     assert not missing, f"README's flag table lacks {missing}"
 
 
@@ -456,7 +457,7 @@ def test_bad_input_gives_one_exact_line(tmp_path, char_data, kind):
 def test_mfu_never_exceeds_one(monkeypatch):
     monkeypatch.setattr(mfu, "CPU_PEAK", {})
     net = GPT(train.GPTConfig(block_size=32, vocab_size=64, n_layer=2, n_head=2, n_embd=32))
-    a = train.build_parser().parse_args(["--block_size", "32"])
+    a = flags.build_parser().parse_args(["--block_size", "32"])
     env = SimpleNamespace(world=1, device=torch.device("cpu"))
     run_ = SimpleNamespace(a=a, model=SimpleNamespace(net=net), env=env, peak=1e9)
     rate = 1e9 / net.flops_per_token(32)  # tokens/s at exactly the measured peak
