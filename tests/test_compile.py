@@ -4,9 +4,6 @@ Every compiled run here has the same tiny model on GPT-2 BPE data, so inductor b
 runs reuse them; experiments/gpu_check.py --tiny (tests/test_gpu_check.py) compiles that same model too.
 """
 
-import json
-import os
-
 import pytest
 import torch
 
@@ -14,19 +11,8 @@ import dispersion
 import measure
 import train
 from data import prepare as dataprep
+from conftest import TINY, run_tiny as run
 from model import load_checkpoint
-
-TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--block_size", "32", "--batch_size", "4",
-        "--eval_iters", "2", "--log_interval", "1", "--cond_texts", "2", "--warmup_iters", "2", "--device", "cpu",
-        "--learning_rate", "3e-3"]
-
-
-@pytest.fixture(scope="module")
-def bpe_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "tiny_bpe"
-    dataprep.prepare("tiny_bpe", dataprep.source_documents("austen")[:15], {"name": "gpt2"}, out_dir=out,
-                     verbose=False)
-    return str(out)
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +22,6 @@ def teacher(tmp_path_factory, bpe_data):
     train.main(["--dataset", bpe_data, "--out_dir", str(out), *TINY, "--no-compile", "--max_iters", "0",
                 "--seed", "7"])
     return str(out)
-
-
-def run(out_dir, data, *extra):
-    train.main(["--dataset", data, "--out_dir", str(out_dir), *TINY, *map(str, extra)])
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 def train_records(log):

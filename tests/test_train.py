@@ -22,24 +22,15 @@ import train
 from data import prepare as dataprep
 from model import GPT, load_checkpoint
 
+from conftest import TINY as TINY_MODEL, run_tiny
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--block_size", "32", "--batch_size", "4",
-        "--eval_iters", "2", "--log_interval", "1", "--cond_texts", "2", "--warmup_iters", "2", "--device", "cpu",
-        "--no-compile", "--learning_rate", "3e-3"]
-
-
-@pytest.fixture(scope="module")
-def char_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "tiny_char"
-    dataprep.prepare("tiny_char", dataprep.source_documents("austen")[:15], {"name": "char"}, out_dir=out,
-                     verbose=False)
-    return str(out)
+TINY = [*TINY_MODEL, "--no-compile"]  # eager: the compiled runs are test_compile.py's
 
 
 def run(out_dir, data, *extra):
-    train.main(["--dataset", data, "--out_dir", str(out_dir), *TINY, *map(str, extra)])
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return run_tiny(out_dir, data, "--no-compile", *extra)
+
 
 
 def train_losses(log):
