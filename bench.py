@@ -9,9 +9,9 @@ Speed and memory, measured (the numbers in the README's Speed section come from 
    measured in the same process), and the step-time ratio of the angular dispersion loss on every layer;
 2. measure.py on a randomly initialised GPT-2-124M-shaped model at T = 512, as it measures one model (the passes
    over the texts and the summary): texts/s of the paper's within alone, with the one-pass measures (across,
-   excess, rogue, erank) and with --standardize's second pass, at measure.py's default of N = 100 texts (about
-   9 minutes on 2 CPU cores); and peak memory at N = 100 and N = 10, which must be the same: the measurement keeps
-   running sums, not N matrices.
+   excess, rogue: measure.py's default), with --erank too and with --standardize's second pass, at measure.py's
+   default of N = 100 texts (about 12 minutes on 2 CPU cores); and peak memory at N = 100 and N = 10, which must
+   be the same: the measurement keeps running sums, not N matrices.
 """
 
 import argparse
@@ -55,15 +55,17 @@ def bench_train(flags, iters, rounds):
     return best, ratio
 
 
-# what measure.py computes per model: the paper's within only; with the one-pass measures (across, excess, rogue,
-# erank: measure.py's default); and with --standardize's second pass for within_std
-MEASURE_MODES = ("paper", "one_pass", "standardize")
+# what measure.py computes per model: the paper's within only; with the one-pass measures (across, excess, rogue:
+# measure.py's default); with --erank's C x C second moments too; and with --standardize's second pass for within_std
+MEASURE_MODES = ("paper", "one_pass", "erank", "standardize")
+MODE_NAMES = {"paper": "paper's within", "one_pass": "one-pass", "erank": "+ --erank", "standardize": "+ --standardize"}
 
 
 def run_measure(hidden_fn, tokens, mode, batch_size, device, boot_idx):
     """One model's measurement as measure.py makes it: the passes over the texts, then summarize (bootstrap and
     erank's eigenvalues included), which costs per model, not per text."""
-    st = measure.layer_stats(hidden_fn, tokens, batch_size, device=device, extra=mode != "paper")
+    st = measure.layer_stats(hidden_fn, tokens, batch_size, device=device, extra=mode != "paper",
+                             erank=mode == "erank")
     if mode == "standardize":
         st["within_std"] = measure.standardized_within(hidden_fn, tokens, *measure.channel_moments(st, tokens.numel()),
                                                        batch_size, device=device)
@@ -92,7 +94,8 @@ def bench_measure(n_texts, seq_len, device, batch_size=4, modes=("one_pass",), r
         return hidden
     tokens = torch.randint(0, 50257, (n_texts, seq_len))
     boot_idx = np.random.default_rng(0).integers(0, n_texts, (measure.N_BOOT, n_texts))
-    run_measure(hidden_fn, tokens[:2], "standardize", 1, device, boot_idx[:, :2] % 2)  # warm-up
+    for mode in ("erank", "standardize"):  # warm-up
+        run_measure(hidden_fn, tokens[:2], mode, 1, device, boot_idx[:, :2] % 2)
     best, rest, pass_s = {}, {}, float("inf")
     for _ in range(rounds):
         for mode in modes:
@@ -126,7 +129,7 @@ def measure_lines(a):
     lines = [f"measure.py, {shape}, N = {ns[0]} (best of {a.measure_rounds}):"]
     for mode, r in cost.items():
         gpu = f", peak GPU memory {r['peak_gpu_mib']:.0f} MiB" if r["peak_gpu_mib"] is not None else ""
-        lines.append(f"  {mode:12s}: {r['texts_per_s']:.2f} texts/s, time {paper / r['texts_per_s']:.3f}x the paper's "
+        lines.append(f"  {MODE_NAMES[mode]:16s}: {r['texts_per_s']:.2f} texts/s, time {paper / r['texts_per_s']:.3f}x the paper's "
                      f"within alone ({r['steady_s'] / cost['paper']['steady_s']:.3f}x steady: forward passes "
                      f"{r['forward_s']:.1f} s + the rest {r['rest_s']:.1f} s), peak memory {r['peak_rss_mib']:.0f} MiB{gpu}")
     for n in ns:

@@ -18,9 +18,10 @@ documents, tokenized its own way.
 
 Per model and layer, from one pass over the texts: within, the paper's mean token-token cosine within a text;
 across, the same between tokens of different texts (the direction all texts share); excess = within - across;
-rogue, the share of the squared norm in the --rogue_k largest channels; erank, the effective rank of the layer's
-token cloud (and erank / C). --standardize adds within_std, within after standardising every channel (a second
-pass). Each has its rank correlations with depth and (but erank) bootstrap CIs over texts.
+rogue, the share of the squared norm in the --rogue_k largest channels. --erank adds erank, the effective rank of
+the layer's token cloud (and erank / C), from a C x C sum over all tokens that costs about 5% of a GPT-2 forward
+pass; --standardize adds within_std, within after standardising every channel (a second pass). Each has its rank
+correlations with depth and (but erank) bootstrap CIs over texts.
 Writes condensation.json, condensation.csv (one row per model), condensation_layers.csv (one row per layer) and
 figures into --out, all at once at the end; a bad input stops everything with one line before any work.
 train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's within, excess, erank.
@@ -99,7 +100,8 @@ def excess_of(within, across):
 def rogue_share(sq, k=3):
     """rogue_l: the share of the squared norm that the k largest channels hold, from sq [..., C], each channel's
     sum of squares q_c = sum_t h_tc^2 over the layer's raw tokens: sum of the k largest q_c / sum_c q_c."""
-    return np.partition(sq, -k, axis=-1)[..., -k:].sum(-1) / sq.sum(-1)
+    q = torch.as_tensor(sq)  # torch's topk: 2-3x faster than numpy's partition on the bootstrap's [1000, C] rows
+    return (q.topk(k, -1).values.sum(-1) / q.sum(-1)).numpy()
 
 
 def effective_rank(moment):
@@ -138,22 +140,33 @@ def add_gram_lower(d, panels, edges):
         panel.addmm_(d[:, a:].T, d[:, a:b])
 
 
-def gram_from_panels(panels, edges, out):
-    """out [C, C] float64 += the panels' sums (into its lower triangle); the panels restart from 0."""
-    for panel, a, b in zip(panels, edges, edges[1:]):
-        out[a:, a:b] += panel.cpu().numpy()
+def flush_panels(panels, sums):
+    """sums[i] += panels[i]: the float32 sums of the last FLUSH_EVERY batches join the float64 ones, in place on
+    the device, and the panels restart from 0."""
+    for panel, total in zip(panels, sums):
+        total.add_(panel)
         panel.zero_()
 
 
+def gram_from_panels(sums, edges):
+    """The symmetric [C, C] float64 matrix (numpy) whose lower triangle the panel sums hold."""
+    out = torch.zeros(edges[-1], edges[-1], dtype=torch.float64, device=sums[0].device)
+    for total, a, b in zip(sums, edges, edges[1:]):
+        out[a:, a:b] = total
+    out = out.tril_()  # the diagonal blocks filled the upper triangle near the diagonal too
+    return (out + out.tril(-1).T).cpu().numpy()  # the upper triangle from the lower one
+
+
 @torch.no_grad()
-def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extra=True, tick=None):
+def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extra=True, erank=False, tick=None):
     """Run the texts tokens [N, T] through a model in batches, keeping running sums -> dict of numpy arrays:
     avg [L, T, T] every layer's cosine matrix averaged entry by entry over the texts (the paper's heatmap);
     within [N, L] each text's mean cosine; with extra also s [N, L, C] each text's sum of unit tokens, sq [N, L, C]
-    each text's per-channel sums of squares of the raw hidden states, total [L, C] their per-channel sums, moment
-    [L, C, C] the sum of u u^T over all tokens. Memory grows with N by two C-vectors per text and layer only, all
-    allocated at the first batch (small arrays kept from every batch would fragment the heap as it grows)."""
+    each text's per-channel sums of squares of the raw hidden states, total [L, C] their per-channel sums; with
+    erank too, moment [L, C, C] the sum of u u^T over all tokens. Memory grows with N by two C-vectors per text and
+    layer only, all allocated at the first batch (small arrays kept from every batch would fragment the heap)."""
     N, T = tokens.shape
+    erank = erank and extra
     avg, within = None, []
     for b, batch in enumerate(tokens.split(batch_size)):
         hidden = hidden_fn(batch.to(device))
@@ -163,11 +176,13 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
             L, C = len(hidden), hidden[0].shape[-1]
             avg = torch.zeros(L, T, T, dtype=torch.float64, device=device)
             if extra:
+                s, sq, total = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C))
+            if erank:
                 n_batches = -(-N // batch_size)
-                s, sq, total, moment = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C)), np.zeros((L, C, C))
                 mus, sums, counts = np.zeros((n_batches, L, C)), np.zeros((n_batches, L, C)), np.zeros((n_batches, 1))
                 edges = panel_edges(C)
                 panels = [[torch.zeros(C - a, e - a, device=device) for a, e in zip(edges, edges[1:])] for _ in range(L)]
+                sums64 = [[torch.zeros_like(p, dtype=torch.float64) for p in layer] for layer in panels]
         means, per_text, per_batch = [], [], []
         for layer, h in enumerate(hidden):  # one layer's [B, T, T] cosines at a time
             h = h.float()
@@ -180,34 +195,39 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
             # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches in
             # float64; within then comes from s (within_from_sums), the same number as matrix_means(cos)
             s_b = u.sum(1)  # [B, C]
-            mu = (s_b.sum(0, dtype=torch.float64) / n).float()
             per_text.append(torch.stack([s_b, h.square().sum(1)], 1))  # [B, 2, C]
-            per_batch.append(torch.stack([h.sum((0, 1)), mu]))  # [2, C]
-            # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
-            # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
-            add_gram_lower(u.sub_(mu).reshape(-1, C), panels[layer], edges)  # u is D from here on
+            per_batch.append(h.sum((0, 1)))  # [C]
+            if erank:
+                # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
+                # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
+                mu = (s_b.sum(0, dtype=torch.float64) / n).float()
+                per_batch.append(mu)
+                add_gram_lower(u.sub_(mu).reshape(-1, C), panels[layer], edges)  # u is D from here on
         if extra:  # one copy off the device per batch
             per_text, per_batch = torch.stack(per_text, 1).cpu().numpy(), torch.stack(per_batch).cpu().numpy()
+            per_batch = per_batch.reshape(L, -1, C)  # [L, 1 or 2, C]: the raw sum, then mu with erank
             s[rows], sq[rows], total = per_text[:, :, 0], per_text[:, :, 1], total + per_batch[:, 0]
-            mus[b], sums[b], counts[b] = per_batch[:, 1], per_text[:, :, 0].sum(0), n
             within.append(within_from_sums(s[rows], T, offdiag))
-            if (b + 1) % FLUSH_EVERY == 0 or rows.stop == N:
-                for layer in range(L):
-                    gram_from_panels(panels[layer], edges, moment[layer])
         else:
             within.append(torch.stack(means, 1).double().cpu().numpy())
+        if erank:
+            mus[b], sums[b], counts[b] = per_batch[:, 1], per_text[:, :, 0].sum(0), n
+            if (b + 1) % FLUSH_EVERY == 0 or rows.stop == N:
+                for layer in range(L):
+                    flush_panels(panels[layer], sums64[layer])
         del hidden, cos, u  # freed before the next batch's forward pass, not during it
         if tick:
             tick(B)
     out = {"avg": (avg / N).cpu(), "within": np.concatenate(within)}
     if extra:
+        out.update(s=s, sq=sq, total=total)
+    if erank:
         rs = sums - counts[:, :, None] * mus  # r = sum D = s - n mu per batch, in float64 (mu is float32's)
-        for layer, m in enumerate(moment):  # in place, a layer at a time: no second [L, C, C] array
-            m[:] = np.tril(m)  # the panels' diagonal blocks filled the upper triangle near the diagonal too
-            m += np.tril(m, -1).T  # the upper triangle from the lower one
+        out["moment"] = np.empty((L, C, C))
+        for layer, m in enumerate(out["moment"]):  # a layer at a time: no second [L, C, C] array
+            m[:], sums64[layer] = gram_from_panels(sums64[layer], edges), None  # each layer's sums freed as it goes
             mu, r = mus[:, layer], rs[:, layer]
             m += mu.T @ (counts * mu + r) + r.T @ mu  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
-        out.update(s=s, sq=sq, total=total, moment=moment)
     return out
 
 
@@ -295,12 +315,12 @@ def summarize(st, offdiag=False, last_n=3, boot_idx=None, ci=0.95, k=3):
         layers["across"] = across_mean(st["s"], T)
         layers["excess"] = excess_of(mu, layers["across"])
         layers["rogue"] = rogue_share(st["sq"].sum(0), k)
-        # erank is no sum over texts: a resample's would need each text's C x C matrix, so it has no bootstrap
-        layers["erank"] = effective_rank(st["moment"])
         if boot:
             b_layers["across"] = across_mean(st["s"], T, counts)
             b_layers["excess"] = excess_of(b_mu, b_layers["across"])
             b_layers["rogue"] = np.stack([rogue_share(counts @ st["sq"][:, layer], k) for layer in range(L)], 1)
+    if "moment" in st:  # erank is no sum over texts: a resample's would need each text's C x C matrix: no bootstrap
+        layers["erank"] = effective_rank(st["moment"])
     if "within_std" in st:
         layers["within_std"] = st["within_std"].mean(0)
         if boot:
@@ -327,7 +347,7 @@ def condensation_summary(net, idx, offdiag=False):
     was_training = net.training
     try:  # no logits: the output layer is costly
         hidden_fn = lambda x: net.eval()(x, return_hidden=True, head=False)[2]
-        r = summarize(layer_stats(hidden_fn, idx, len(idx), offdiag, idx.device), offdiag)
+        r = summarize(layer_stats(hidden_fn, idx, len(idx), offdiag, idx.device, erank=True), offdiag)
     finally:
         net.train(was_training)
     return {k: r[k] for k in ("spearman", "kendall", "last_layer_mean", "last_layer_excess", "last_layer_erank")}
@@ -369,7 +389,7 @@ def measure_all(args):
         hidden_fn, n_params, n_non_emb = net["hidden"], net["n_params"], net["n_params_non_embedding"]
         t1 = time.perf_counter()
         kw = dict(batch_size=args.batch_size, offdiag=args.offdiag, device=args.device)
-        st = layer_stats(hidden_fn, m["tokens"], **kw, tick=ticker(args.n_texts, "texts"))
+        st = layer_stats(hidden_fn, m["tokens"], **kw, erank=args.erank, tick=ticker(args.n_texts, "texts"))
         if args.standardize:  # a second pass, with every channel standardised by the first pass's statistics
             mean, sd = channel_moments(st, args.n_texts * args.seq_len)
             st["within_std"] = standardized_within(hidden_fn, m["tokens"], mean, sd, **kw,
@@ -453,15 +473,16 @@ def print_table(results, report, last_n, size_by="n_params"):
     def fmt(r, k):  # r[k] and its confidence interval r[k_ci], when it has one
         ci = r.get(k + "_ci")
         return f"{r[k]:+.3f}" + (f" [{ci[0]:+.2f},{ci[1]:+.2f}]" if ci else "")
-    std = "within_std_spearman" in results[0]
+    std, erank = "within_std_spearman" in results[0], "last_layer_erank_ratio" in results[0]
     print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'excess rho [CI]':>22s} "
-          + (f"{'std rho [CI]':>22s} " if std else "") + f"{'tau [CI]':>22s} {'last':>6s} {f'last{last_n}':>6s} "
-          f"{'erank/C':>7s}")
+          + (f"{'std rho [CI]':>22s} " if std else "") + f"{'tau [CI]':>22s} {'last':>6s} {f'last{last_n}':>6s}"
+          + (f" {'erank/C':>7s}" if erank else ""))
     for r in sorted(results, key=lambda r: r["n_params"]):
         print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
               f"{r['n_hidden']:4d} {fmt(r, 'spearman'):>22s} {fmt(r, 'excess_spearman'):>22s} "
               + (f"{fmt(r, 'within_std_spearman'):>22s} " if std else "") + f"{fmt(r, 'kendall'):>22s} "
-              f"{r['last_layer_mean']:6.3f} {r['last_n_mean']:6.3f} {r['last_layer_erank_ratio']:7.3f}")
+              f"{r['last_layer_mean']:6.3f} {r['last_n_mean']:6.3f}"
+              + (f" {r['last_layer_erank_ratio']:7.3f}" if erank else ""))
     if report["size_trend"]:
         t = report["size_trend"][size_by]
         print(f"size trend over {t['n']} models ({'non-embedding ' * (size_by != 'n_params')}parameters): "
@@ -496,6 +517,9 @@ def parse_args(argv=None):
     p.add_argument("--offdiag", action="store_true", help="leave each token's cosine with itself (1) out")
     p.add_argument("--standardize", action="store_true",
                    help="also within_std: a second pass with every channel standardised (mean 0, variance 1)")
+    p.add_argument("--erank", action="store_true",
+                   help="also erank, from a C x C second moment summed over all tokens: L C^2 / 2 multiply-adds a "
+                        "token, about 5%% more time for GPT-2 (see the README's Cost)")
     p.add_argument("--rogue_k", type=int, default=3, help="rogue: the share of the squared norm in the k largest channels")
     p.add_argument("--last_n", type=int, default=3, help="also report the mean over the last n layers")
     p.add_argument("--n_boot", type=int, default=N_BOOT, help="bootstrap resamples of the texts (0: no CIs)")

@@ -151,8 +151,9 @@ def model_colours(n):
 
 def plot_layer_measures(results, path):
     """Per layer, one colour per model: within (solid) and across (dashed) mean cosine, so that excess is the gap
-    between them; within after standardising each channel, when measured; the effective rank over the width."""
-    panels = ["within", *(["within_std"] if "layer_within_std" in results[0] else []), "erank"]
+    between them; within after standardising each channel and the effective rank over the width, when measured."""
+    panels = ["within", *(["within_std"] if "layer_within_std" in results[0] else []),
+              *(["erank"] if "layer_erank_ratio" in results[0] else [])]
     colours = model_colours(len(results))
     with figure(path, (4.6 * len(panels), 4.4), ncols=len(panels), squeeze=False) as (fig, axes):
         axes = dict(zip(panels, axes[0]))
@@ -162,7 +163,8 @@ def plot_layer_measures(results, path):
             axes["within"].plot(x, r["layer_across"], "--", color=colour, lw=1)
             if "within_std" in axes:
                 axes["within_std"].plot(x, r["layer_within_std"], "-", color=colour, lw=1.2)
-            axes["erank"].plot(x, r["layer_erank_ratio"], "-", color=colour, lw=1.2)
+            if "erank" in axes:
+                axes["erank"].plot(x, r["layer_erank_ratio"], "-", color=colour, lw=1.2)
         label_layer_measures(axes, "layer fraction")
         fig.legend(*axes["within"].get_legend_handles_labels(), loc="outside right upper", fontsize=7,
                    ncols=1 + len(results) // 24)
@@ -175,7 +177,8 @@ def label_layer_measures(axes, xlabel):
     axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
     if "within_std" in axes:
         axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
-    axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
+    if "erank" in axes:
+        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
     for ax in axes.values():
         ax.set_xlabel(xlabel)
         ax.axhline(0, color="grey", lw=0.5)
@@ -286,10 +289,11 @@ def plot_setting_layer_means(settings, path, what=""):
 
 def plot_setting_layer_measures(settings, path, what=""):
     """measure.py's further measures per layer, by setting: the mean cosine within a text (solid) and across texts
-    (dashed, without a band; excess is the gap), within after standardising the channels (when measured), the
-    effective rank."""
+    (dashed, without a band; excess is the gap), within after standardising the channels and the effective rank
+    (each when measured)."""
     runs = [r for s in settings for r in s["runs"]]
-    panels = ["within", *(["within_std"] if all("layer_within_std" in r for r in runs) else []), "erank"]
+    panels = ["within", *(["within_std"] if all("layer_within_std" in r for r in runs) else []),
+              *(["erank"] if all("layer_erank_ratio" in r for r in runs) else [])]
     with figure(path, (4.4 * len(panels), 4.2), ncols=len(panels), squeeze=False) as (fig, axes):
         axes = dict(zip(panels, axes[0]))
         for s in settings:
@@ -298,7 +302,8 @@ def plot_setting_layer_measures(settings, path, what=""):
             mean_band(axes["within"], x, [r["layer_across"] for r in s["runs"]], s["colour"], band=False, ls="--")
             if "within_std" in axes:
                 mean_band(axes["within_std"], x, [r["layer_within_std"] for r in s["runs"]], s["colour"])
-            mean_band(axes["erank"], x, [r["layer_erank_ratio"] for r in s["runs"]], s["colour"])
+            if "erank" in axes:
+                mean_band(axes["erank"], x, [r["layer_erank_ratio"] for r in s["runs"]], s["colour"])
         label_layer_measures(axes, "layer fraction (0 = embeddings)")
         for ax in axes.values():
             ax.title.set_fontsize(9)

@@ -291,7 +291,7 @@ def main(argv=None):
             "--block_size", S["block_size"], "--batch_size", S["batch_size"], "--max_iters", iters,
             "--warmup_iters", iters // 10, "--eval_interval", iters // 2, "--log_interval", 50, "--device", args.device]
     widths = [n // 12, n // 3, 4 * n // 3, 16 * n // 3]  # the paper's 64, 256, 1024, 4096 at n_embd 768
-    standardize = ["--standardize"] if measure_supports("--standardize") else []
+    standardize = [flag for flag in ("--standardize", "--erank") if measure_supports(flag)]  # measured too
     t_start = time.time()
     todo, trained = 0, 0  # runs left to train, for the progress line: counted by a dry pass of the same suite
     if not args.dry_run:

@@ -48,6 +48,7 @@ def test_tiny_gpu_check_runs_every_stage(tmp_path, capsys):
         assert m["texts_per_s"] > 0 and m["n_texts"] == 8
         assert m["one_pass_ratio"] == pytest.approx(m["paper_texts_per_s"] / m["texts_per_s"])
         assert m["standardize_ratio"] > 1  # a second forward pass
+        assert f"{m['erank_ratio']:.3f}x | {m['standardize_ratio']:.3f}x (goal about 2x) |" in md
         assert f"| {m['dtype']} | {m['texts_per_s']:.1f} | {m['one_pass_ratio']:.3f}x (goal <= 1.05x) |" in md
     for label in ("none", "angular"):
         top = res["profiles"][label]["top"]

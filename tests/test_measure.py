@@ -104,7 +104,7 @@ def all_measures(texts, offdiag=False, k=3, boot_idx=None):
     h = torch.as_tensor(np.asarray(texts), dtype=torch.float32)
     hidden_fn = lambda idx: [h[idx[:, 0]]]  # token 0 of each text names the text
     idx = torch.arange(len(h))[:, None].expand(-1, h.shape[1])
-    st = measure.layer_stats(hidden_fn, idx, 2, offdiag)
+    st = measure.layer_stats(hidden_fn, idx, 2, offdiag, erank=True)
     st["within_std"] = measure.standardized_within(hidden_fn, idx, *measure.channel_moments(st, h.shape[0] * h.shape[1]),
                                                    2, offdiag)
     r = measure.summarize(st, offdiag, last_n=1, boot_idx=boot_idx, k=k)
@@ -210,7 +210,7 @@ def test_moment_from_panels_across_flushes_matches_numpy(C):
     tokens = torch.randint(0, 50, (2 * measure.FLUSH_EVERY + 3, 6), generator=torch.Generator().manual_seed(3))
     h = [layer.numpy().astype(np.float64).reshape(-1, C) for layer in hidden_fn(tokens)]
     for batch_size in (1, 2, 5):  # flushed once, twice or never before the last batch, which is shorter
-        st = measure.layer_stats(hidden_fn, tokens, batch_size)
+        st = measure.layer_stats(hidden_fn, tokens, batch_size, erank=True)
         for layer, x in enumerate(h):
             u = unit(x)
             assert np.allclose(st["moment"][layer], u.T @ u, rtol=1e-5, atol=1e-5)
@@ -218,12 +218,13 @@ def test_moment_from_panels_across_flushes_matches_numpy(C):
     d = torch.randn(40, C, generator=torch.Generator().manual_seed(4))
     edges = measure.panel_edges(C, 3)
     panels = [torch.zeros(C - a, b - a) for a, b in zip(edges, edges[1:])]
-    measure.add_gram_lower(d, panels, edges)
-    out = np.zeros((C, C))
-    measure.gram_from_panels(panels, edges, out)
-    full = (d.T @ d).double().numpy()
-    assert np.allclose(np.tril(out), np.tril(full), atol=1e-4)  # every entry on and below the diagonal
-    assert all(not p.any() for p in panels)  # and the panels start again from 0
+    sums = [torch.zeros_like(p, dtype=torch.float64) for p in panels]
+    for _ in range(2):  # two flushes
+        measure.add_gram_lower(d, panels, edges)
+        measure.flush_panels(panels, sums)
+        assert all(not p.any() for p in panels)  # the panels start again from 0
+    out = measure.gram_from_panels(sums, edges)
+    assert out.dtype == np.float64 and np.allclose(out, 2 * (d.T @ d).double().numpy(), atol=1e-4)  # symmetric
 
 
 def test_rising_curve_gives_rho_tau_one_and_rank_stats_match_scipy():
@@ -346,7 +347,7 @@ def test_cli_outputs_and_figures(corpus, capsys):
     tmp, _ = corpus
     out = tmp / "out"
     report = measure.main([str(tmp / "small.pt"), str(tmp / "big.pt"), "--data", str(tmp / "docs.jsonl"),
-                           "--out", str(out), "--paired", "--standardize", *FAST])
+                           "--out", str(out), "--paired", "--standardize", "--erank", *FAST])
     files = sorted(p.name for p in out.iterdir())
     assert files == ["condensation.csv", "condensation.json", "condensation_layers.csv", "heatmaps.png",
                      "layer_means.png", "layer_measures.png"]  # no size trend from two models
@@ -377,6 +378,21 @@ def test_cli_outputs_and_figures(corpus, capsys):
     assert report["models"][0]["spearman"] == small["spearman"]
     printed = capsys.readouterr().out
     assert "texts 6/6" in printed and "texts, standardised 6/6" in printed and "excess rho [CI]" in printed
+    assert "erank/C" in printed
+
+
+def test_erank_only_with_its_flag(corpus, capsys):
+    tmp, _ = corpus
+    report = measure.main([str(tmp / "small.pt"), "--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "noerank"),
+                           *FAST])
+    r = report["models"][0]
+    assert "layer_across" in r and not any("erank" in key for key in r)
+    assert "erank/C" not in capsys.readouterr().out
+    rows = (tmp / "noerank" / "condensation_layers.csv").read_text().splitlines()
+    assert rows[0].endswith("rogue,erank,erank_ratio,within_std") and rows[1].endswith(",,,")  # empty columns
+    hidden_fn = fake_model()
+    st = measure.layer_stats(hidden_fn, torch.randint(0, 50, (3, 6)))
+    assert "moment" not in st and "s" in st  # no C x C sums without erank
 
 
 def test_text_length_defaults_to_the_shortest_context(corpus, capsys):
