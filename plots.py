@@ -155,7 +155,8 @@ def plot_layer_measures(results, path):
     panels = ["within", *(["within_std"] if "layer_within_std" in results[0] else []),
               *(["erank"] if "layer_erank_ratio" in results[0] else [])]
     colours = model_colours(len(results))
-    with figure(path, (4.6 * len(panels), 4.4), ncols=len(panels), squeeze=False) as (fig, axes):
+    # the legend sits to the right of the panels: room for it, and for the first title, even with one panel
+    with figure(path, (4.6 * len(panels) + 1.6, 4.4), ncols=len(panels), squeeze=False) as (fig, axes):
         axes = dict(zip(panels, axes[0]))
         for r, colour in zip(results, colours):
             x = np.linspace(0, 1, r["n_hidden"])
