@@ -178,8 +178,7 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
             if extra:
                 s, sq, total = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C))
             if erank:
-                n_batches = -(-N // batch_size)
-                mus, sums, counts = np.zeros((n_batches, L, C)), np.zeros((n_batches, L, C)), np.zeros((n_batches, 1))
+                mus = np.zeros((-(-N // batch_size), L, C))  # each batch's mean unit token, as subtracted there
                 edges = panel_edges(C)
                 panels = [[torch.zeros(C - a, e - a, device=device) for a, e in zip(edges, edges[1:])] for _ in range(L)]
                 sums64 = [[torch.zeros_like(p, dtype=torch.float64) for p in layer] for layer in panels]
@@ -211,7 +210,7 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
         else:
             within.append(torch.stack(means, 1).double().cpu().numpy())
         if erank:
-            mus[b], sums[b], counts[b] = per_batch[:, 1], per_text[:, :, 0].sum(0), n
+            mus[b] = per_batch[:, 1]
             if (b + 1) % FLUSH_EVERY == 0 or rows.stop == N:
                 for layer in range(L):
                     flush_panels(panels[layer], sums64[layer])
@@ -222,7 +221,9 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
     if extra:
         out.update(s=s, sq=sq, total=total)
     if erank:
-        rs = sums - counts[:, :, None] * mus  # r = sum D = s - n mu per batch, in float64 (mu is float32's)
+        starts = range(0, N, batch_size)
+        counts = np.diff([*starts, N])[:, None] * T  # each batch's tokens, n
+        rs = np.add.reduceat(s, starts) - counts[:, :, None] * mus  # r = sum D = s - n mu per batch, in float64
         out["moment"] = np.empty((L, C, C))
         for layer, m in enumerate(out["moment"]):  # a layer at a time: no second [L, C, C] array
             m[:], sums64[layer] = gram_from_panels(sums64[layer], edges), None  # each layer's sums freed as it goes
