@@ -22,9 +22,7 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -702,15 +700,9 @@ def main(argv=None):
               f"per request), batch {r['batch_size']}, {r['device']}, {r['threads']} threads: "
               f"{r['items_per_s']:.2f} items/s ({r['seconds']:.1f} s)")
         return r
-    out = Path(args.out).resolve()
     try:
         report = evaluate_all(args)
-        # everything is written into a fresh folder beside --out, then moved in: never a half-written result
-        with tempfile.TemporaryDirectory(prefix=".evaluate-", dir=out.parent if out.parent.is_dir() else None) as tmp:
-            write_outputs(report, Path(tmp))
-            out.mkdir(parents=True, exist_ok=True)
-            for f in Path(tmp).iterdir():
-                shutil.move(str(f), str(out / f.name))
+        out = load.write_results(args.out, lambda folder: write_outputs(report, folder))
     except (EvalError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
     print_table(report)

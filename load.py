@@ -14,6 +14,8 @@ import inspect
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -39,6 +41,26 @@ def check_flags(parser, args, at_least):
         parser.error(f"--device {args.device}: no CUDA GPU here")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.error(f"--out {args.out} is a file, not a folder")
+
+
+def write_results(out, write, stale=lambda folder: ()):
+    """A script's result files, written whole into the folder out (its --out, as given): write(folder) fills a fresh
+    folder beside out; then the files stale(out) lists (a last run's that this one does not rewrite, which would mix
+    in) are removed and the new ones moved in, so a failure midway leaves no half-written result. measure.py and
+    evaluate.py share it. A failed write is an OSError whose one line names --out, not the temporary folder."""
+    folder = Path(out).resolve()
+    try:
+        beside = folder.parent if folder.parent.is_dir() else None  # the same disk: the moves are renames
+        with tempfile.TemporaryDirectory(prefix=".results-", dir=beside) as tmp:
+            write(Path(tmp))
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in stale(folder):
+                old.unlink(missing_ok=True)
+            for f in Path(tmp).iterdir():
+                shutil.move(str(f), str(folder / f.name))
+    except OSError as e:
+        raise OSError(f"cannot write the results into --out {out}: {e.strerror or e}") from None
+    return folder
 
 
 def open_model(spec, snapshots=False):

@@ -31,12 +31,9 @@ import argparse
 import csv
 import json
 import re
-import shutil
 import sys
-import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,7 +41,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 import plots
-from load import ModelError, check_flags, open_model
+from load import ModelError, check_flags, open_model, write_results
 from progress import ticker
 from data.prepare import DataError
 from data.texts import load_documents, select_texts
@@ -546,20 +543,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    out = Path(args.out).resolve()
     size_by = "n_params" if args.size_by == "total" else "n_params_non_embedding"
     try:
         results, report = measure_all(args)
-        try:  # everything is written into a fresh folder beside --out, then moved in: never a half-written result
-            with tempfile.TemporaryDirectory(prefix=".measure-", dir=out.parent if out.parent.is_dir() else None) as tmp:
-                write_outputs(results, report, Path(tmp), size_by)
-                out.mkdir(parents=True, exist_ok=True)
-                for old in [*out.glob("condensation*.*"), *out.glob("training*.png")] + [out / f for f in FIGURES]:
-                    old.unlink(missing_ok=True)  # a last run's files that this run does not rewrite would mix in
-                for f in Path(tmp).iterdir():
-                    shutil.move(str(f), str(out / f.name))
-        except OSError as e:  # the temporary folder's name would mean nothing to the user
-            raise MeasureError(f"cannot write the results into --out {args.out}: {e.strerror or e}") from None
+        out = write_results(args.out, lambda folder: write_outputs(results, report, folder, size_by),
+                            lambda out: [*out.glob("condensation*.*"), *out.glob("training*.png"),
+                                         *(out / f for f in FIGURES)])
     except (MeasureError, ModelError, DataError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
     print_table(results, report, args.last_n, size_by)

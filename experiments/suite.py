@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import flags  # noqa: E402
+import load  # noqa: E402
 import measure  # noqa: E402
 import plots  # noqa: E402
 import train  # noqa: E402
@@ -205,11 +206,9 @@ def measure_in_memory(argv):
     results kept in memory, for they hold the heatmaps' histograms that its JSON has not."""
     args = measure.parse_args(argv)
     results, report = measure.measure_all(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in [*out.glob("condensation*.*"), *(out / name for name in FIGURES)]:
-        f.unlink(missing_ok=True)  # an earlier run's files that this one would not rewrite must not mix in
-    measure.write_outputs(results, report, out)
+    # an earlier run's files that this one would not rewrite must not mix in
+    load.write_results(args.out, lambda folder: measure.write_outputs(results, report, folder),
+                       lambda out: [*out.glob("condensation*.*"), *(out / name for name in FIGURES)])
     return results, report
 
 

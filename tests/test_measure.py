@@ -12,6 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
+import load
 import measure
 import model
 import plots
@@ -426,7 +427,7 @@ def test_read_only_out_names_out(corpus, monkeypatch):
 
     def read_only(*args, **kw):
         raise OSError(30, "Read-only file system", str(tmp / ".measure-abc123"))
-    monkeypatch.setattr(measure.tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(load.tempfile, "mkdtemp", read_only)
     with pytest.raises(SystemExit) as e:
         measure.main([str(tmp / "small.pt"), "--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "ro"), *FAST])
     assert str(e.value.code) == f"error: cannot write the results into --out {tmp / 'ro'}: Read-only file system"
