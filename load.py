@@ -7,7 +7,9 @@ Open a MODEL argument, one way for every script: measure.py, evaluate.py, sample
     hf:Qwen/Qwen3-0.6B  hf:path/to/dir  hf:NAME@REVISION  any Hugging Face causal LM (optional `transformers`)
 
 open_model() checks the argument and reads the tokenizer without loading any weights, so that a script can reject
-every bad input before its first forward pass; load(device, dtype) then builds the network.
+every bad input before its first forward pass; load(device, dtype) then builds the network. Beside it, what the
+scripts that read MODELs and write a results folder share: check_flags (their common flag checks) and
+write_results (the folder written whole).
 """
 
 import inspect
