@@ -17,7 +17,9 @@ has no document marker, so, as in a .txt file, each paragraph is a document). Ev
 documents, tokenized its own way.
 
 Per model and layer, from one pass over the texts: within, the paper's mean token-token cosine within a text;
-across, the same between tokens of different texts (the direction all texts share); excess = within - across;
+across, the mean cosine of two tokens of different texts at different positions (the direction all texts share);
+excess, the mean cosine of two different tokens of one text minus across (like pairs: no token with itself, no two
+tokens at one position);
 rogue, the share of the squared norm in the --rogue_k largest channels. --erank adds erank, the effective rank of
 the layer's token cloud (and erank / C), from a C x C sum over all tokens that costs about 5% of a GPT-2 forward
 pass; --standardize adds within_std, within after standardising every channel (a second pass). Each has its rank
@@ -76,22 +78,32 @@ def within_from_sums(s, T, offdiag=False):
     return (sq - T) / (T * (T - 1)) if offdiag else sq / T**2
 
 
-def across_mean(s, T, counts=None):
-    """across_l: the mean cosine between tokens of different texts at layer l, from s [N, L, C], each text's sum of
-    unit token vectors -> [L]; with counts [B, N] (how often each text is in each of B resamples) -> [B, L]."""
+def across_mean(s, same, T, counts=None):
+    """across_l: the mean cosine of two tokens of different texts at different positions, from s [N, L, C] (each
+    text's sum of unit tokens) and same [L] = sum_{n != m} sum_i <u_ni, u_mi> (the pairs of texts at one position,
+    from P_i = sum_n u_ni: sum_i |P_i|^2 - N T) -> [L]. Same positions are left out because two tokens of one text
+    never share a position (and with it a position embedding). With counts [B, N] (how often each text is in each
+    of B resamples) -> [B, L]: a resampled text is never paired with its own copy, and the same-position share of
+    the pairs is kept at its value over all texts (its own per-pair values would need every text's [T, C] tokens)."""
     c = np.ones((1, len(s))) if counts is None else np.asarray(counts, dtype=np.float64)
-    # over pairs of different texts: sum_{n != m} c_n c_m <s_n, s_m> = |sum_n c_n s_n|^2 - sum_n c_n^2 |s_n|^2,
-    # T^2 token pairs for each of the (sum c)^2 - sum c^2 text pairs (a resampled text is never paired with itself)
+    # over pairs of different texts, all positions: sum_{n != m} c_n c_m <s_n, s_m> = |sum c s|^2 - sum c^2 |s|^2
     pairs = np.stack([((c @ s[:, layer]) ** 2).sum(1) for layer in range(s.shape[1])], 1) - (c**2) @ (s**2).sum(-1)
-    n_pairs = (c.sum(1) ** 2 - (c**2).sum(1))[:, None] * T**2
+    text_pairs = (c.sum(1) ** 2 - (c**2).sum(1))[:, None]  # (sum c)^2 - sum c^2 pairs of different texts
+    N = len(s)
     with np.errstate(invalid="ignore", divide="ignore"):  # one text: no pairs, NaN
-        out = pairs / n_pairs
+        same_per_pair = np.asarray(same) / (N * (N - 1))  # the mean over pairs of texts of their same-position sum
+        out = (pairs - text_pairs * same_per_pair) / (text_pairs * T * (T - 1))
     return out[0] if counts is None else out
 
 
-def excess_of(within, across):
-    """excess_l = within_l - across_l: the crowding of a text's tokens beyond the direction that all texts share."""
-    return within - across
+def excess_of(s, same, T, counts=None):
+    """excess_l: the mean cosine of two different tokens of one text (the diagonal's ones left out, as across has
+    none) minus across_l: the crowding of a text's tokens beyond what tokens of any two texts share. 0 in expectation
+    for exchangeable texts whose tokens do not see each other. -> [L] (or [B, L] with counts, as across_mean)."""
+    c = np.ones((1, len(s))) if counts is None else np.asarray(counts, dtype=np.float64)
+    within = c @ within_from_sums(s, T, offdiag=True) / c.sum(1, keepdims=True)  # [B, L]
+    out = within - across_mean(s, same, T, c)
+    return out[0] if counts is None else out
 
 
 def rogue_share(sq, k=3):
@@ -174,6 +186,7 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
             avg = torch.zeros(L, T, T, dtype=torch.float64, device=device)
             if extra:
                 s, sq, total = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C))
+                pos = torch.zeros(L, T, C, dtype=torch.float64, device=device)  # P_i = sum_n u_ni, per layer
             if erank:
                 mus = np.zeros((-(-N // batch_size), L, C))  # each batch's mean unit token, as subtracted there
                 edges = panel_edges(C)
@@ -191,6 +204,7 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
             # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches in
             # float64; within then comes from s (within_from_sums), the same number as matrix_means(cos)
             s_b = u.sum(1)  # [B, C]
+            pos[layer] += u.sum(0)  # [T, C]: the same position of every text
             per_text.append(torch.stack([s_b, h.square().sum(1)], 1))  # [B, 2, C]
             per_batch.append(h.sum((0, 1)))  # [C]
             if erank:
@@ -215,8 +229,8 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
         if tick:
             tick(B)
     out = {"avg": (avg / N).cpu(), "within": np.concatenate(within)}
-    if extra:
-        out.update(s=s, sq=sq, total=total)
+    if extra:  # same [L]: sum_{n != m} sum_i <u_ni, u_mi> = sum_i |P_i|^2 - N T, for across_mean
+        out.update(s=s, sq=sq, total=total, same=(pos.square().sum((1, 2)) - N * T).cpu().numpy())
     if erank:
         starts = range(0, N, batch_size)
         counts = np.diff([*starts, N])[:, None] * T  # each batch's tokens, n
@@ -310,12 +324,12 @@ def summarize(st, offdiag=False, last_n=3, boot_idx=None, ci=0.95, k=3):
         counts = np.stack([np.bincount(rows, minlength=len(per_text)) for rows in boot_idx])
     layers, b_layers = {}, {}  # measure -> its per-layer values, and those of each resample [n_boot, L]
     if "s" in st:
-        layers["across"] = across_mean(st["s"], T)
-        layers["excess"] = excess_of(mu, layers["across"])
+        layers["across"] = across_mean(st["s"], st["same"], T)
+        layers["excess"] = excess_of(st["s"], st["same"], T)
         layers["rogue"] = rogue_share(st["sq"].sum(0), k)
         if boot:
-            b_layers["across"] = across_mean(st["s"], T, counts)
-            b_layers["excess"] = excess_of(b_mu, b_layers["across"])
+            b_layers["across"] = across_mean(st["s"], st["same"], T, counts)
+            b_layers["excess"] = excess_of(st["s"], st["same"], T, counts)
             b_layers["rogue"] = np.stack([rogue_share(counts @ st["sq"][:, layer], k) for layer in range(L)], 1)
     if "moment" in st:  # erank is no sum over texts: a resample's would need each text's C x C matrix: no bootstrap
         layers["erank"] = effective_rank(st["moment"])

@@ -77,10 +77,17 @@ def unit(h):
 
 
 def numpy_across(texts):
-    """The mean cosine over every pair of tokens of two different texts [N][T, C], pair by pair."""
+    """The mean cosine over every pair of tokens of two different texts [N][T, C] at two different positions,
+    pair by pair."""
     u = [unit(t) for t in texts]
     return np.mean([u[n][i] @ u[m][j] for n in range(len(u)) for m in range(len(u)) if n != m
-                    for i in range(len(u[n])) for j in range(len(u[m]))])
+                    for i in range(len(u[n])) for j in range(len(u[m])) if i != j])
+
+
+def numpy_excess(texts):
+    """The mean cosine of two different tokens of one text, minus numpy_across, pair by pair."""
+    pairs = [numpy_mean(numpy_cosines(t), offdiag=True) for t in texts]
+    return np.mean(pairs) - numpy_across(texts)
 
 
 def numpy_rogue(tokens, k):
@@ -131,7 +138,7 @@ def test_every_measure_matches_numpy(offdiag):
     got = all_measures(texts, offdiag, k=2)
     within = np.mean([numpy_mean(numpy_cosines(t), offdiag) for t in texts])
     flat = texts.reshape(-1, 8)
-    want = {"mean": within, "across": numpy_across(texts), "excess": within - numpy_across(texts),
+    want = {"mean": within, "across": numpy_across(texts), "excess": numpy_excess(texts),
             "rogue": numpy_rogue(flat, 2), "erank": numpy_erank(flat), "erank_ratio": numpy_erank(flat) / 8,
             "within_std": np.mean(numpy_within_std(texts, offdiag))}
     assert got["within_std"] != pytest.approx(within)  # standardising changes it
@@ -184,18 +191,38 @@ def test_one_huge_channel_is_rogue_not_within_std():
     assert rogue["within_std"] == pytest.approx(plain["within_std"], abs=1e-4)  # the channel is standardised away
 
 
+def resample_across(texts, rows, same_positions=None):
+    """across over the resampled texts `rows`, pair by pair, no text with its own copy; same_positions: the mean
+    same-position sum <u_ni, u_mi> over pairs of different texts to use instead of each pair's own."""
+    u, T = [unit(texts[n]) for n in rows], texts.shape[1]
+    total = n = 0
+    for a in range(len(rows)):
+        for b in range(len(rows)):
+            if rows[a] != rows[b]:
+                every = (u[a] @ u[b].T).sum()
+                same = np.trace(u[a] @ u[b].T) if same_positions is None else same_positions
+                total, n = total + every - same, n + T * (T - 1)
+    return total / n
+
+
 def test_bootstrap_of_across_leaves_out_a_text_paired_with_itself():
     rng = np.random.default_rng(2)
-    texts = rng.normal(size=(5, 3, 4)) + rng.normal(size=4)
+    N, T = 5, 3
+    texts = rng.normal(size=(N, T, 4)) + rng.normal(size=4)
     st = all_measures(texts)["stats"]
-    boot_idx = rng.integers(0, 5, (6, 5))
-    counts = np.stack([np.bincount(rows, minlength=5) for rows in boot_idx])
-    got = measure.across_mean(st["s"], 3, counts)[:, 0]
+    u = unit(texts)
+    same = np.mean([np.trace(u[n] @ u[m].T) for n in range(N) for m in range(N) if n != m])
+    boot_idx = rng.integers(0, N, (6, N))
+    counts = np.stack([np.bincount(rows, minlength=N) for rows in boot_idx])
+    got = measure.across_mean(st["s"], st["same"], T, counts)[:, 0]
     for rows, value in zip(boot_idx, got):
-        u = [unit(texts[n]) for n in rows]
-        ref = np.mean([u[a][i] @ u[b][j] for a in range(5) for b in range(5) if rows[a] != rows[b]
-                       for i in range(3) for j in range(3)])
-        assert value == pytest.approx(ref, abs=1e-6)
+        assert value == pytest.approx(resample_across(texts, rows, same), abs=1e-6)
+    excess = measure.excess_of(st["s"], st["same"], T, counts)[:, 0]
+    for rows, value in zip(boot_idx, excess):
+        within = np.mean([numpy_mean(numpy_cosines(texts[n]), offdiag=True) for n in rows])
+        assert value == pytest.approx(within - resample_across(texts, rows, same), abs=1e-6)
+    # every text once: the pair-by-pair across, same positions and all
+    assert measure.across_mean(st["s"], st["same"], T, np.ones((1, N)))[0, 0] == pytest.approx(numpy_across(texts))
     # the resample of every text once is the measurement itself
     tokens = torch.randint(0, 50, (5, 9), generator=torch.Generator().manual_seed(1))
     st = measure.layer_stats(fake_model(), tokens)
@@ -203,6 +230,53 @@ def test_bootstrap_of_across_leaves_out_a_text_paired_with_itself():
     r = measure.summarize(st, boot_idx=np.arange(5)[None])
     for m in ("across", "excess", "rogue", "within_std"):
         assert r[f"{m}_spearman_ci"] == pytest.approx([r[f"{m}_spearman"]] * 2, nan_ok=True), m
+
+
+def test_bootstrap_of_across_is_close_to_the_pair_by_pair_one():
+    """The resamples keep the same-position share at its mean over all pairs of texts: on a GPT's hidden states,
+    positions strong, their spread is within a few per cent of resampling every pair's own share."""
+    torch.manual_seed(0)
+    net = model.GPT(model.GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=16))
+    with torch.no_grad():
+        net.transformer.wpe.weight.mul_(10)
+    tokens = torch.randint(0, 50, (12, 16), generator=torch.Generator().manual_seed(1))
+    hidden_fn = lambda idx: net(idx, return_hidden=True, head=False)[2]
+    st = measure.layer_stats(hidden_fn, tokens)
+    with torch.no_grad():
+        hidden = [h.numpy() for h in hidden_fn(tokens)]
+    boot_idx = np.random.default_rng(3).integers(0, 12, (200, 12))
+    counts = np.stack([np.bincount(rows, minlength=12) for rows in boot_idx])
+    got = measure.across_mean(st["s"], st["same"], 16, counts)
+    for layer, h in enumerate(hidden):
+        exact = np.array([resample_across(h, rows) for rows in boot_idx])
+        assert got[:, layer].std() == pytest.approx(exact.std(), rel=0.1), layer
+        assert np.percentile(got[:, layer], [2.5, 97.5]) == pytest.approx(np.percentile(exact, [2.5, 97.5]),
+                                                                        abs=0.3 * exact.std()), layer
+
+
+def test_excess_is_zero_for_random_texts_before_any_mixing():
+    """Layer 0 (the embeddings: no token has seen another) of i.i.d. random texts: a text's tokens are no more
+    alike than tokens of two texts, so excess is 0 up to noise; within minus an across with the same positions
+    and the diagonal, as measured before, is not."""
+    torch.manual_seed(0)
+    net = model.GPT(model.GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=2, n_embd=32))
+    with torch.no_grad():
+        net.transformer.wpe.weight.mul_(10)  # positions as strong as a trained model's, so that the old bias shows
+    tokens = torch.randint(0, 50, (60, 32), generator=torch.Generator().manual_seed(1))
+    hidden_fn = lambda idx: net(idx, return_hidden=True, head=False)[2]
+    st = measure.layer_stats(hidden_fn, tokens)
+    r = measure.summarize(st)
+    counts = np.stack([np.bincount(rows, minlength=60) for rows in np.random.default_rng(0).integers(0, 60, (200, 60))])
+    spread = measure.excess_of(st["s"], st["same"], 32, counts)[:, 0].std()  # layer 0's, over resampled texts
+    assert abs(r["layer_excess"][0]) < 2 * spread
+    old = r["layer_mean"][0] - old_across(st["s"], 32)[0]  # the definition used before
+    assert old > 10 * spread
+
+
+def old_across(s, T):
+    """The definition used before: tokens of different texts at any positions, same positions included."""
+    S = s.sum(0)
+    return ((S * S).sum(-1) - (s * s).sum((0, 2))) / (len(s) * (len(s) - 1) * T**2)
 
 
 @pytest.mark.parametrize("C", [8, 13])  # 13: panels of unequal widths
@@ -276,7 +350,7 @@ def test_condensation_summary_matches_numpy():
     assert got["spearman"] == pytest.approx(stats.spearmanr(range(4), within)[0])
     assert got["kendall"] == pytest.approx(stats.kendalltau(range(4), within)[0])
     assert got["last_layer_mean"] == pytest.approx(within[-1], abs=1e-6)
-    assert got["last_layer_excess"] == pytest.approx(within[-1] - numpy_across(hidden[-1]), abs=1e-6)
+    assert got["last_layer_excess"] == pytest.approx(numpy_excess(hidden[-1]), abs=1e-6)
     assert got["last_layer_erank"] == pytest.approx(numpy_erank(hidden[-1].reshape(-1, 16)), abs=1e-4)
 
 
@@ -364,7 +438,6 @@ def test_cli_outputs_and_figures(corpus, capsys):
         for key in ("spearman", "spearman_p", "kendall", "kendall_p") + (("spearman_ci", "kendall_ci") if m != "erank"
                                                                         else ()):
             assert f"{m}_{key}" in small, (m, key)
-    assert small["layer_excess"] == pytest.approx(np.subtract(small["layer_mean"], small["layer_across"]).tolist())
     assert small["documents"] == big["documents"]  # the same documents for every model
     assert saved["pairs"][0]["d_spearman"] == pytest.approx(big["spearman"] - small["spearman"])
     assert saved["pairs"][0]["d_excess_spearman"] == pytest.approx(big["excess_spearman"] - small["excess_spearman"])
