@@ -31,12 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import load
+from support import load
 import model as gpt
 from data import tasks as taskdata
 from data.prepare import DataError, jsonl_records
 from data.tokenizer import eot_token, get_tokenizer, vocab_size
-from progress import progress
+from support.progress import progress
 
 FEWSHOT_SEED = 1234  # lm-evaluation-harness's: random.Random(1234) draws the few-shot examples
 FEWSHOT_DELIMITER = "\n\n"  # after each few-shot example
@@ -570,7 +570,7 @@ def evaluate_all(args):
 
 def plot_benchmarks(report, path):
     """Per task, each model's acc with +-1 standard error, and the chance level as a dashed line."""
-    import plots
+    from support import plots
     tasks = list(report["tasks"])
     models = report["models"]
     width = 0.8 / len(models)

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from data.tokenizer import GPT2_EOT, GPT2_RANKS_FILE, _read_gpt2_ranks, vocab_size
-from load import load_gpt
+from support.load import load_gpt
 
 # Hugging Face's GPT-2 computes these four layers with Conv1D, whose weight is stored (in, out): Linear's transposed
 # (model.GPT.from_pretrained transposes them the other way on loading)

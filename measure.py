@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-import plots
-from load import ModelError, check_flags, open_model, write_results
-from progress import ticker
+from support import plots
+from support.load import ModelError, check_flags, open_model, write_results
+from support.progress import ticker
 from data.prepare import DataError
 from data.texts import load_documents, select_texts
 

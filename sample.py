@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from load import ModelError, open_model
+from support.load import ModelError, open_model
 
 SEPARATOR = "---------------"
 

@@ -23,12 +23,12 @@ import torch.nn.functional as F
 
 import dispersion
 import measure
-import rundir
+from support import rundir
 from data import prepare as dataprep
 from evaluate import EvalError, score_in_training, tasks_for_training
 from flags import fail, parse_args
-from load import load_gpt
-from mfu import peak_flops, utilisation
+from support.load import load_gpt
+from support.mfu import peak_flops, utilisation
 from model import GPT, GPTConfig
 
 

@@ -33,7 +33,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script (python data/prepare.py): make `data` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data import tokenizer
-from progress import progress
+from support.progress import progress
 
 DATA_DIR = Path(__file__).resolve().parent
 CHUNK_DOCS = 8192  # documents tokenized and split at a time; bounds memory for streamed web corpora

@@ -49,7 +49,7 @@ if missing:
 
 import torch  # noqa: E402
 
-import bench  # noqa: E402
+from experiments import bench  # noqa: E402
 import dispersion  # noqa: E402
 import flags  # noqa: E402
 import gpu_sweep  # noqa: E402

@@ -32,12 +32,12 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import flags  # noqa: E402
-import load  # noqa: E402
+from support import load  # noqa: E402
 import measure  # noqa: E402
-import plots  # noqa: E402
+from support import plots  # noqa: E402
 import train  # noqa: E402
 from model import load_checkpoint  # noqa: E402
-from progress import fmt_seconds  # noqa: E402
+from support.progress import fmt_seconds  # noqa: E402
 
 # laptop scale: a 6-layer char-level GPT on the bundled Austen novels, about a minute a run on 2 cores
 FULL = dict(n_embd=96, n_layer=6, n_head=4, block_size=128, batch_size=16, iters=500, seeds=(0, 1, 2), n_texts=100)

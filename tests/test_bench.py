@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import bench
+from experiments import bench
 
 
 def test_memory_peak_resets():
@@ -28,7 +28,7 @@ def test_measurement_memory_does_not_grow_with_texts():
     (["--iters", "0"], "error: --iters must be at least 1, got 0"),
     (["--rounds", "0"], "error: --rounds must be at least 1, got 0"),
     (["--measure_texts", "10,x"], "error: --measure_texts must be a comma list of positive numbers, got '10,x'"),
-    (["--iters", "many"], "error: argument --iters: invalid int value: 'many' (see python bench.py --help)"),
+    (["--iters", "many"], "error: argument --iters: invalid int value: 'many' (see python experiments/bench.py --help)"),
 ])
 def test_bad_flags_name_bench_flags(argv, line):
     with pytest.raises(SystemExit) as e:

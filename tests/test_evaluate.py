@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import evaluate as ev
-import load
+from support import load
 import model
 from data import tasks as taskdata
 from data.tokenizer import GPT2_RANKS_FILE, get_tokenizer

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import load
+from support import load
 import train
 from data.tokenizer import char_spec
 from model import GPT, GPTConfig

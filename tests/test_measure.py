@@ -12,10 +12,10 @@ import pytest
 import torch
 from scipy import stats
 
-import load
+from support import load
 import measure
 import model
-import plots
+from support import plots
 from data import texts
 from data.prepare import load_split, prepare, source_documents
 from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import plots
+from support import plots
 
 
 def write_log(folder, records):

@@ -2,7 +2,7 @@
 
 import io
 
-from progress import fmt_seconds, progress
+from support.progress import fmt_seconds, progress
 
 
 def test_items_pass_through_and_the_closing_line_counts_them():

@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-import rundir
+from support import rundir
 
 
 def test_refused_writes_end_in_one_line_and_leave_no_temporary_file(tmp_path):

@@ -16,8 +16,8 @@ import torch
 import dispersion
 import flags
 import measure
-import mfu
-import rundir
+from support import mfu
+from support import rundir
 import train
 from data import prepare as dataprep
 from model import GPT, load_checkpoint

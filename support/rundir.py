@@ -25,7 +25,7 @@ import threading
 
 import torch
 
-from load import open_model
+from support.load import open_model
 from model import load_checkpoint
 
 try:

@@ -13,7 +13,7 @@ The paper's figures, drawn from measure.py's results (matplotlib, files only):
 The experiment suite's figures, by setting (each setting one colour, mean over seeds and a band over them), and
 training curves from log.jsonl, several runs on one plot:
 
-    python plots.py out_a out_b --out loss_curves.png
+    python -m support.plots out_a out_b --out loss_curves.png
 """
 
 import contextlib

@@ -1,8 +1,8 @@
 """
 Speed and memory, measured (the numbers in the README's Speed section come from this script).
 
-    python bench.py                          # the default training config, on this machine
-    python bench.py --train_flags "--n_layer 12 --n_head 12 --n_embd 768 --block_size 1024 --batch_size 16 \
+    python experiments/bench.py                          # the default training config, on this machine
+    python experiments/bench.py --train_flags "--n_layer 12 --n_head 12 --n_embd 768 --block_size 1024 --batch_size 16 \
         --dataset austen"                    # GPT-2 124M (bf16 and torch.compile by default on a GPU)
 
 1. one training step: ms, tokens/s and MFU (against a known GPU peak, or on a CPU against a float32 matmul
@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import measure
-import train
-from load import ours
-from model import GPT, GPTConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as python experiments/bench.py
+import measure  # noqa: E402
+import train  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+from support.load import ours  # noqa: E402
 
 
 def memory_mib(reset_peak=False):
@@ -150,7 +151,7 @@ def main(argv=None):
     p.add_argument("--measure_rounds", type=int, default=2, help="alternations of the measurement's modes")
     p.add_argument("--seq_len", type=int, default=512, help="tokens per text in the measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N")
-    p.error = lambda msg: sys.exit(f"error: {msg} (see python bench.py --help)")
+    p.error = lambda msg: sys.exit(f"error: {msg} (see python experiments/bench.py --help)")
     a = p.parse_args(argv)
     for name in ("iters", "rounds", "seq_len", "measure_rounds"):  # checked here: train.py would name its own flags, not these
         if getattr(a, name) < 1:
