@@ -6,11 +6,7 @@ The one addition to the textbook model is `n_inner`, the width of the MLP: the p
 pre-norm blocks, learned positions, tanh-approximated GELU, LayerNorm eps 1e-5, tied input/output embeddings.
 """
 
-import json
 import math
-import mmap
-import os
-import pickle
 from dataclasses import dataclass
 
 import torch
@@ -176,157 +172,40 @@ class GPT(nn.Module):
             idx = torch.cat((idx, torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)), dim=1)
         return idx
 
-    # ------------------------------------------------------------------ loading
+    # ------------------------------------------------------------------ trained weights
 
     @classmethod
-    def from_checkpoint(cls, ckpt, map_location="cpu"):
-        """Build the model stored in one of train.py's checkpoints (a path or an already loaded dict)."""
-        if not isinstance(ckpt, dict):
-            ckpt = load_checkpoint(ckpt, map_location)
+    def from_checkpoint(cls, ckpt):
+        """The model in one of train.py's checkpoints, given as the loaded dict (support/load.py reads the file)."""
         model = cls(GPTConfig(**ckpt["model_args"]))
-        model.load_state_dict(plain_state_dict(ckpt["model"]))
+        model.load_state_dict(ckpt["model"])
         return model
 
     @classmethod
-    def from_pretrained(cls, name_or_dir, dropout=0.0):
-        """Load GPT-2 weights (gpt2, gpt2-medium, gpt2-large, gpt2-xl or any GPT2LMHeadModel checkpoint) from a
-        directory with config.json and model.safetensors or pytorch_model.bin (one file or shards), or from the
-        Hugging Face cache."""
-        folder = find_pretrained(name_or_dir)
-        with open(os.path.join(folder, "config.json")) as f:
-            hf = json.load(f)
-        if hf.get("model_type", "gpt2") != "gpt2":
-            raise ValueError(f"{folder} holds a {hf.get('model_type')} model, not GPT-2: use measure.py's hf: path")
-        act = hf.get("activation_function", "gelu_new")
-        if act not in ("gelu_new", "gelu_pytorch_tanh") or hf.get("layer_norm_epsilon", 1e-5) != 1e-5:
-            raise ValueError(f"{folder}: only GPT-2's tanh GELU and LayerNorm eps 1e-5 are supported")
-        config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
-                           n_head=hf["n_head"], n_embd=hf["n_embd"], n_inner=hf.get("n_inner"), dropout=dropout,
-                           bias=True)
+    def from_pretrained(cls, hf_config, hf_sd, dropout=0.0):
+        """GPT-2 from Hugging Face's config.json (a dict) and state dict (support/hub.py reads both, from a folder,
+        the hub's cache or the hub): their names map to ours, and their Conv1D weights are transposed."""
+        if hf_config.get("model_type", "gpt2") != "gpt2":
+            raise ValueError(f"a {hf_config.get('model_type')} model, not GPT-2: measure it as hf:<name>")
+        act = hf_config.get("activation_function", "gelu_new")
+        if act not in ("gelu_new", "gelu_pytorch_tanh") or hf_config.get("layer_norm_epsilon", 1e-5) != 1e-5:
+            raise ValueError("only GPT-2's tanh GELU and LayerNorm eps 1e-5 are supported")
+        config = GPTConfig(block_size=hf_config["n_positions"], vocab_size=hf_config["vocab_size"],
+                           n_layer=hf_config["n_layer"], n_head=hf_config["n_head"], n_embd=hf_config["n_embd"],
+                           n_inner=hf_config.get("n_inner"), dropout=dropout, bias=True)
         model = cls(config)
         sd = model.state_dict()
-        hf_sd = read_weights(folder)
         # checkpoints saved from GPT2Model lack the "transformer." prefix; the causal-mask buffers are not weights
         hf_sd = {k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k: v for k, v in hf_sd.items()}
         hf_sd = {k: v for k, v in hf_sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         hf_sd.setdefault("lm_head.weight", hf_sd["transformer.wte.weight"])
-        missing = set(sd) - set(hf_sd)
+        missing = sorted(set(sd) - set(hf_sd))
         if missing:
-            raise ValueError(f"{folder}: weights missing for {sorted(missing)[:5]}")
-        # Hugging Face's GPT-2 uses Conv1D layers, which store their weight as (in, out): transpose to Linear's
+            raise ValueError(f"weights missing for {missing[:5]}")
+        # Hugging Face's GPT-2 uses Conv1D layers, which store their weight as (in, out): transposed to Linear's
         conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
         with torch.no_grad():
             for k, v in sd.items():
                 w = hf_sd[k].float()
                 v.copy_(w.t() if k.endswith(conv1d) else w)
         return model
-
-
-def plain_state_dict(sd):
-    """Tolerate state dicts saved from a compiled or DDP-wrapped model by someone else's script."""
-    return {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in sd.items()}
-
-
-def load_checkpoint(path, map_location="cpu", mmap=False):
-    """Read a checkpoint written by train.py, with one clear error for a missing, corrupt or foreign file."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "ckpt.pt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
-            raise ValueError(f"{path} is not a readable checkpoint: it is not the zip archive torch.save writes")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError:  # torch.load refused to unpickle it: the refusal keeps a stranger's code out
-        raise ValueError(f"{path} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
-                         "types, which are not loaded (they could run code)") from None
-    except RuntimeError as e:  # what PyTorch's zip reader says of a file cut short or damaged
-        reason = str(e).strip().split(". ")[0]
-        raise ValueError(f"{path} is not a readable checkpoint: it is corrupt or incomplete ({reason})") from None
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
-        raise ValueError(f"{path} is not a nanodisperse checkpoint (no 'model' and 'model_args' entries)")
-    return ckpt
-
-
-def hf_cache_dirs():
-    """Where the Hugging Face hub keeps downloaded models, in the order it looks itself."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return [os.environ["HF_HUB_CACHE"]]
-    home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
-    return [os.path.join(home, "hub")]
-
-
-def find_pretrained(name_or_dir):
-    """A local directory as is, else the newest snapshot of the model in the Hugging Face cache."""
-    if os.path.isdir(name_or_dir):
-        if not os.path.isfile(os.path.join(name_or_dir, "config.json")):
-            raise FileNotFoundError(f"{name_or_dir} has no config.json")
-        return name_or_dir
-    repos = [name_or_dir] if "/" in name_or_dir else [name_or_dir, "openai-community/" + name_or_dir]
-    looked = []
-    for cache in hf_cache_dirs():
-        for repo in repos:
-            snapshots = os.path.join(cache, "models--" + repo.replace("/", "--"), "snapshots")
-            looked.append(snapshots)
-            if os.path.isdir(snapshots):
-                for snap in sorted(os.scandir(snapshots), key=lambda e: e.stat().st_mtime, reverse=True):
-                    if os.path.isfile(os.path.join(snap.path, "config.json")):
-                        return snap.path
-    raise FileNotFoundError(f"model '{name_or_dir}' not found: need a directory with config.json and "
-                            f"model.safetensors or pytorch_model.bin; looked in ./{name_or_dir} and "
-                            + ", ".join(looked))
-
-
-SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                      "U8": torch.uint8, "BOOL": torch.bool}
-
-
-def read_safetensors(path):
-    """A .safetensors file is an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
-    shape and byte range, then the raw little-endian bytes; that is all we need to read it."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        n = int.from_bytes(m[:8], "little")
-        header = json.loads(m[8:8 + n])
-        out = {}
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            start, end = info["data_offsets"]
-            raw = bytearray(m[8 + n + start:8 + n + end])
-            t = torch.frombuffer(raw, dtype=SAFETENSORS_DTYPES[info["dtype"]]) if raw else torch.empty(0)
-            out[name] = t.reshape(info["shape"])
-    return out
-
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # Hugging Face's names, safetensors preferred
-
-
-def read_weights(folder):
-    """All tensors of a Hugging Face model folder: one weights file, or shards listed by an index file
-    (model.safetensors.index.json, pytorch_model.bin.index.json), whose "weight_map" names each tensor's shard."""
-    for name in WEIGHT_FILES:
-        path, index = os.path.join(folder, name), os.path.join(folder, name + ".index.json")
-        if os.path.isfile(path):
-            return read_weight_file(path)
-        if os.path.isfile(index):
-            with open(index) as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-            missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
-            if missing:
-                raise FileNotFoundError(f"{index} lists {len(shards)} shards, but {missing[0]} is not in {folder}")
-            weights = {}
-            for shard in shards:
-                weights.update(read_weight_file(os.path.join(folder, shard)))
-            return weights
-    raise FileNotFoundError(f"{folder} has config.json but no weights: none of "
-                            + ", ".join(f"{n}, {n}.index.json" for n in WEIGHT_FILES))
-
-
-def read_weight_file(path):
-    if path.endswith(".safetensors"):
-        return read_safetensors(path)
-    return torch.load(path, map_location="cpu", weights_only=True)

@@ -36,7 +36,7 @@ from support import load  # noqa: E402
 import measure  # noqa: E402
 from support import plots  # noqa: E402
 import train  # noqa: E402
-from model import load_checkpoint  # noqa: E402
+from support.load import load_checkpoint  # noqa: E402
 from support.progress import fmt_seconds  # noqa: E402
 
 # laptop scale: a 6-layer char-level GPT on the bundled Austen novels, about a minute a run on 2 cores

@@ -15,6 +15,7 @@ write_results (the folder written whole).
 import inspect
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 import model as gpt
+from support import hub
 from data.tokenizer import eot_token, get_tokenizer, vocab_size
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -65,6 +67,32 @@ def write_results(out, write, stale=lambda folder: ()):
     return folder
 
 
+def load_checkpoint(path, map_location="cpu", mmap=False):
+    """Read a checkpoint written by train.py, with one clear error for a missing, corrupt or foreign file."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "ckpt.pt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            raise ValueError(f"{path} is not a readable checkpoint: it is not the zip archive torch.save writes")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:  # torch.load refused to unpickle it: the refusal keeps a stranger's code out
+        raise ValueError(f"{path} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
+                         "types, which are not loaded (they could run code)") from None
+    except RuntimeError as e:  # what PyTorch's zip reader says of a file cut short or damaged
+        reason = str(e).strip().split(". ")[0]
+        raise ValueError(f"{path} is not a readable checkpoint: it is corrupt or incomplete ({reason})") from None
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+        raise ValueError(f"{path} is not a nanodisperse checkpoint (no 'model' and 'model_args' entries)")
+    if isinstance(ckpt["model"], dict):  # saved from a compiled or DDP-wrapped model by someone else's script
+        ckpt["model"] = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
+    return ckpt
+
+
 def open_model(spec, snapshots=False):
     """-> a list (a run's snapshots are several) of dicts, one per model:
     name, kind ("checkpoint" | "gpt2" | "hf"), run (what snapshots of one training run share), tokens_seen,
@@ -95,13 +123,13 @@ def open_model(spec, snapshots=False):
 def open_checkpoint(path, name):
     # memory-mapped, so that checking a run's every snapshot reads neither its weights nor its optimizer state
     try:
-        ckpt = gpt.load_checkpoint(str(path), mmap=True)
+        ckpt = load_checkpoint(str(path), mmap=True)
     except (FileNotFoundError, ValueError) as e:
         raise ModelError(str(e)) from None
     try:  # weights that do not fit model_args are caught now on a meta-device model, which costs no memory
         with torch.device("meta"):
             ref = gpt.GPT(gpt.GPTConfig(**ckpt["model_args"])).state_dict()
-        sd = gpt.plain_state_dict(ckpt["model"])
+        sd = ckpt["model"]
         bad = [k for k in ref if k not in sd or tuple(sd[k].shape) != tuple(ref[k].shape)] + sorted(set(sd) - set(ref))
     except (TypeError, ValueError, AttributeError) as e:
         raise ModelError(f"{path} is not a nanodisperse checkpoint ({e})") from None
@@ -109,7 +137,7 @@ def open_checkpoint(path, name):
         raise ModelError(f"{path}: weights do not match model_args (first mismatch: {bad[0]})")
     tok, args = ckpt.get("tokenizer") or {"name": "gpt2"}, ckpt["model_args"]
     encode, decode = get_tokenizer(tok)
-    load = lambda device, dtype: ours(gpt.GPT.from_checkpoint(str(path)), device, dtype)
+    load = lambda device, dtype: ours(gpt.GPT.from_checkpoint(load_checkpoint(str(path))), device, dtype)
     return dict(name=name, kind="checkpoint", run=str(Path(path).parent), tokens_seen=ckpt.get("tokens_seen"),
                 encode=encode, decode=decode, chars=set(tok["chars"]) if tok["name"] == "char" else None,
                 tokenizer=tok, vocab=args["vocab_size"], n_vocab=vocab_size(tok), max_len=args["block_size"],
@@ -118,14 +146,14 @@ def open_checkpoint(path, name):
 
 def open_gpt2(spec):
     try:
-        folder = gpt.find_pretrained(spec)  # a clear FileNotFoundError when it is not in the cache
+        folder = hub.find_pretrained(spec)  # a clear FileNotFoundError when it is not in the cache
     except FileNotFoundError as e:
         raise ModelError(str(e)) from None
     config = json.loads(Path(folder, "config.json").read_text())
     if config.get("model_type", "gpt2") != "gpt2":
         raise ModelError(f"{spec} holds a {config.get('model_type')} model, not GPT-2: use hf:{spec}")
     encode, decode = get_tokenizer({"name": "gpt2"})
-    load = lambda device, dtype: ours(gpt.GPT.from_pretrained(folder), device, dtype)
+    load = lambda device, dtype: ours(load_gpt2(folder), device, dtype)
     return dict(name=spec, kind="gpt2", run=None, tokens_seen=None, encode=encode, decode=decode, chars=None,
                 tokenizer={"name": "gpt2"}, vocab=config["vocab_size"], n_vocab=vocab_size({"name": "gpt2"}),
                 max_len=config["n_positions"], eot=eot_token({"name": "gpt2"}), bos=None, load=load)
@@ -188,7 +216,18 @@ def load_gpt(spec, dropout=0.0):
                          "(hf: models can be measured and evaluated)")
     m = open_model(spec)[0]
     if m["kind"] == "checkpoint":
-        ckpt = gpt.load_checkpoint(str(spec))
+        ckpt = load_checkpoint(str(spec))
         ckpt["model_args"]["dropout"] = dropout
         return gpt.GPT.from_checkpoint(ckpt), m["tokenizer"]
-    return gpt.GPT.from_pretrained(gpt.find_pretrained(spec), dropout=dropout), m["tokenizer"]
+    return load_gpt2(spec, dropout), m["tokenizer"]
+
+
+def load_gpt2(name_or_dir, dropout=0.0):
+    """model.py's GPT with GPT-2's weights, from a folder with config.json and the weights, or the hub's cache."""
+    folder = hub.find_pretrained(name_or_dir)
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    try:
+        return gpt.GPT.from_pretrained(config, hub.read_weights(folder), dropout)
+    except ValueError as e:
+        raise ValueError(f"{folder}: {e}") from None

@@ -25,8 +25,7 @@ import threading
 
 import torch
 
-from support.load import open_model
-from model import load_checkpoint
+from support.load import load_checkpoint, open_model
 
 try:
     import fcntl  # file locks, released by the kernel when their process dies; not on Windows

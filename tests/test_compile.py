@@ -12,7 +12,7 @@ import measure
 import train
 from data import prepare as dataprep
 from conftest import TINY, run_tiny as run
-from model import load_checkpoint
+from support.load import load_checkpoint
 
 
 @pytest.fixture(scope="module")

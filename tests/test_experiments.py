@@ -13,6 +13,7 @@ import suite  # noqa: E402
 import flags  # noqa: E402
 import measure  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from support.load import load_gpt  # noqa: E402
 
 
 def test_quick_suite_runs_every_experiment(tmp_path, capsys):
@@ -138,7 +139,7 @@ def test_gpu_sweep_measures_held_out_text_that_the_repo_ships(tmp_path, capsys):
     report = json.loads((tmp_path / "res" / "condensation.json").read_text())
     assert report["settings"]["data"].startswith("austen (bundled, the 27 val documents")
     assert report["settings"]["n_texts"] == 8
-    widths = [GPT.from_checkpoint(str(tmp_path / "runs" / f"mlp{w}" / "ckpt.pt")).config.n_inner
+    widths = [load_gpt(str(tmp_path / "runs" / f"mlp{w}" / "ckpt.pt"))[0].config.n_inner
               for w in gpu_sweep.WIDTHS]
     assert widths == list(gpu_sweep.WIDTHS) and len(report["models"]) == 4
     val_docs = len(measure.load_documents("austen")[0])  # the documents measure.py saw are val paragraphs

@@ -11,6 +11,8 @@ import export
 import model
 from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer
 from model import GPT, GPTConfig
+from support import hub
+from support.load import load_gpt2
 
 transformers = pytest.importorskip("transformers")
 
@@ -110,7 +112,7 @@ def test_safetensors_as_the_reference_reads_it(bpe):
 def test_round_trip_is_bit_exact(tmp_path, bpe, keep):
     net, root = bpe
     export.export(str(root / "ckpt.pt"), tmp_path / "hf", keep_padded_vocab=keep)
-    back = GPT.from_pretrained(str(tmp_path / "hf"))
+    back = load_gpt2(str(tmp_path / "hf"))
     assert back.config.vocab_size == (50304 if keep else 50257) and back.config.n_inner == 24
     ref = net.state_dict()
     for k, v in back.state_dict().items():
@@ -129,7 +131,7 @@ def test_gpt2_folder_exports_as_transformers_saves_it(tmp_path):
     hf.save_pretrained(tmp_path / "gpt2")
     export.export(str(tmp_path / "gpt2"), tmp_path / "hf")
     ref = {k: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
-    theirs = model.read_safetensors(tmp_path / "hf" / "model.safetensors")
+    theirs = hub.read_safetensors(tmp_path / "hf" / "model.safetensors")
     assert sorted(theirs) == sorted(ref) and all(torch.equal(theirs[k], ref[k]) for k in ref)
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert (config["vocab_size"], config["n_inner"], config["n_positions"]) == (97, 40, 32)

@@ -16,6 +16,7 @@ from support import load
 import measure
 import model
 from support import plots
+from support.load import load_gpt
 from data import texts
 from data.prepare import load_split, prepare, source_documents
 from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer
@@ -477,7 +478,7 @@ def test_text_length_defaults_to_the_shortest_context(corpus, capsys):
     assert (f"texts of 64 tokens: the shorter of 512 and the smallest context of the models ({tmp / 'small.pt'}); "
             "--seq_len sets it") in capsys.readouterr().out
     # bf16 runs on a CPU too, and the measures are close to float32's
-    net = model.GPT.from_checkpoint(str(tmp / "small.pt")).eval()
+    net = load_gpt(str(tmp / "small.pt"))[0].eval()
     m = measure.open_model(str(tmp / "small.pt"))[0]
     encode = lambda text: m["encode"]("".join(c for c in text if c in m["chars"]))  # as measure.py's
     tokens = measure.select_texts(measure.load_documents(str(tmp / "docs.jsonl"))[0], encode, 4, 64, seed=0)[0]

@@ -7,6 +7,7 @@ import torch
 
 import model
 from model import GPT, GPTConfig
+from support.load import load_checkpoint, load_gpt2
 
 transformers = pytest.importorskip("transformers")
 
@@ -32,7 +33,7 @@ def test_matches_huggingface(tmp_path, n_inner, serialization):
             f.unlink()
         torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
     assert (tmp_path / ("model.safetensors" if serialization == "safetensors" else "pytorch_model.bin")).exists()
-    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    ours = load_gpt2(str(tmp_path)).eval()
     assert ours.config.n_inner == n_inner
     idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -87,7 +88,7 @@ def test_n_inner_and_param_counts():
 def test_from_pretrained_missing_name_is_clear(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError) as e:
-        GPT.from_pretrained("gpt2-nonexistent")
+        load_gpt2("gpt2-nonexistent")
     msg = str(e.value)
     assert "config.json" in msg and "model.safetensors" in msg and str(tmp_path) in msg
 
@@ -97,7 +98,7 @@ def test_from_pretrained_hf_cache_layout(monkeypatch, tmp_path):
     snap = tmp_path / "models--openai-community--gpt2" / "snapshots" / "abc123"
     hf.save_pretrained(snap)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    ours = GPT.from_pretrained("gpt2").eval()
+    ours = load_gpt2("gpt2").eval()
     idx = torch.randint(0, 97, (1, 8))
     with torch.no_grad():
         assert torch.allclose(ours(idx)[0], hf(idx).logits, atol=1e-5)
@@ -109,29 +110,29 @@ class Pickled:
 
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
-        model.load_checkpoint(str(tmp_path / "nope.pt"))
+        load_checkpoint(str(tmp_path / "nope.pt"))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x80\x02 not a checkpoint")
     for mmap in (False, True):
         with pytest.raises(ValueError) as e:
-            model.load_checkpoint(str(bad), mmap=mmap)
+            load_checkpoint(str(bad), mmap=mmap)
         assert str(e.value) == f"{bad} is not a readable checkpoint: it is not the zip archive torch.save writes"
     torch.save({"model": {}, "model_args": {}, "extra": Pickled()}, bad)
     with pytest.raises(ValueError) as e:
-        model.load_checkpoint(str(bad))
+        load_checkpoint(str(bad))
     assert str(e.value) == (f"{bad} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
                             "types, which are not loaded (they could run code)")  # and no advice to load it unsafely
     torch.save({"model": {}, "model_args": {}}, bad)
     bad.write_bytes(bad.read_bytes()[:-40])  # cut short
     with pytest.raises(ValueError) as e:
-        model.load_checkpoint(str(bad))
+        load_checkpoint(str(bad))
     assert str(e.value).startswith(f"{bad} is not a readable checkpoint: it is corrupt or incomplete "
                                    "(PytorchStreamReader failed")
     assert str(e.value).endswith(")") and "\n" not in str(e.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
     with pytest.raises(ValueError, match="not a nanodisperse checkpoint"):
-        model.load_checkpoint(str(foreign))
+        load_checkpoint(str(foreign))
 
 
 @pytest.mark.parametrize("serialization", ["safetensors", "bin"])
@@ -152,13 +153,13 @@ def test_reads_sharded_checkpoints(tmp_path, serialization):
         index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     shards = set(json.loads(index.read_text())["weight_map"].values())
     assert len(shards) >= 3 and not (tmp_path / "model.safetensors").exists()
-    ours = GPT.from_pretrained(str(tmp_path)).eval()
+    ours = load_gpt2(str(tmp_path)).eval()
     idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.allclose(ours(idx)[0], hf(idx).logits, atol=1e-5, rtol=0)
     (tmp_path / sorted(shards)[-1]).unlink()
     with pytest.raises(FileNotFoundError, match=f"lists {len(shards)} shards, but {sorted(shards)[-1]} is not in"):
-        GPT.from_pretrained(str(tmp_path))
+        load_gpt2(str(tmp_path))
 
 
 def test_layer_norm_state_dict_names():

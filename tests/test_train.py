@@ -20,7 +20,8 @@ from support import mfu
 from support import rundir
 import train
 from data import prepare as dataprep
-from model import GPT, load_checkpoint
+from model import GPT
+from support.load import load_checkpoint, load_gpt, load_gpt2
 
 from conftest import TINY as TINY_MODEL, run_tiny
 
@@ -192,12 +193,12 @@ def test_checkpoints_are_plain_and_snapshots_start_at_init(tmp_path, char_data):
     assert "optimizer" not in snap and "rng_cpu" not in snap and snap["iter_num"] == 2
     assert os.path.getsize(tmp_path / "ckpt_000002.pt") < 0.5 * os.path.getsize(tmp_path / "ckpt.pt")
     # the step-0 snapshot is the initialisation: the same seed gives the same model
-    init = GPT.from_checkpoint(str(tmp_path / "ckpt_000000.pt"))
+    init = load_gpt(str(tmp_path / "ckpt_000000.pt"))[0]
     torch.manual_seed(1337)
     fresh = GPT(init.config)
     assert all(torch.equal(p, q) for p, q in zip(init.state_dict().values(), fresh.state_dict().values()))
-    final = GPT.from_checkpoint(str(tmp_path / "ckpt.pt")).state_dict()
-    snap = GPT.from_checkpoint(str(tmp_path / "ckpt_000004.pt")).state_dict()
+    final = load_gpt(str(tmp_path / "ckpt.pt"))[0].state_dict()
+    snap = load_gpt(str(tmp_path / "ckpt_000004.pt"))[0].state_dict()
     assert all(torch.equal(final[k], snap[k]) for k in final)
 
 
@@ -213,7 +214,7 @@ def test_training_learns_and_logs(tmp_path, char_data, capsys):
     a = flags.build_parser().parse_args(["--block_size", "32", "--cond_texts", "2"])
     windows = train.condensation_windows(dataprep.load_split(char_data, "val"), a, torch.device("cpu"))
     assert windows.shape == (2, 32)
-    final = measure.condensation_summary(GPT.from_checkpoint(str(tmp_path / "ckpt.pt")), windows)
+    final = measure.condensation_summary(load_gpt(str(tmp_path / "ckpt.pt"))[0], windows)
     assert {k: v for k, v in evals[-1].items() if k.startswith("cond_")} == {f"cond_{k}": v for k, v in final.items()}
     train_rec = [r for r in log if r["split"] == "train"]
     assert len(train_rec) == 30 and all({"iter", "loss", "lr", "ce"} <= r.keys() for r in train_rec)
@@ -358,7 +359,7 @@ def test_mid_training_from_gpt2_weights(tmp_path):
     dataprep.prepare("bpe", dataprep.source_documents("austen")[:3], {"name": "gpt2"}, out_dir=data, verbose=False)
     run(tmp_path / "out", str(data), "--init_from", tmp_path / "gpt2-tiny", "--max_iters", 0, "--block_size", 64)
     saved = load_checkpoint(str(tmp_path / "out"))
-    ref = GPT.from_pretrained(str(tmp_path / "gpt2-tiny")).state_dict()
+    ref = load_gpt2(str(tmp_path / "gpt2-tiny")).state_dict()
     assert saved["model_args"]["vocab_size"] == 50257 and saved["tokenizer"] == {"name": "gpt2"}
     assert all(torch.equal(saved["model"][k], ref[k]) for k in ref)
 
