@@ -1,25 +1,17 @@
 """
-Dispersion losses: an auxiliary term that pushes apart the hidden states of the tokens of each sequence.
+Dispersion losses: an auxiliary term D that pushes apart the hidden states of the tokens of each sequence.
 
 In a small Transformer the tokens of a sequence drift into a narrow cone with depth (embedding condensation,
-arXiv 2602.00217); lambda * L_disp added to the cross-entropy rewards them for pointing apart, with no new
-parameters. It is the repulsive half of a contrastive loss without positive pairs (Wang & He, "Diffuse and
-Disperse", arXiv 2506.09027): the language-model loss already ties each state to what it must predict.
+arXiv 2602.00217); adding lambda * D to the cross-entropy rewards them for pointing apart, with no new parameters.
+It is the repulsive half of a contrastive loss without positive pairs (Wang & He, "Diffuse and Disperse", arXiv
+2506.09027): the language-model loss already ties each state to what it must predict.
 
-Z is the [T, C] hidden states of one sequence (tokens z_i); cos_ij is the cosine of z_i and z_j;
-D_ij = arccos(cos_ij) / pi is their angular distance in [0, 1] (1/2 = orthogonal). Per sequence:
-  angular        log mean_{i!=j} exp(-D_ij / tau)                       (the paper's dispersion loss)
-  decorrelation  mean_{i!=j} r_ij^2, r = Pearson correlation of two tokens across their C channels
-  l2_repel       log mean_{i!=j} exp(-||z_i - z_j||^2 / tau) + lambda_norm * mean(z^2)
-  orthogonal     mean_{i!=j} max(0, 1/2 - D_ij)^2                        (only acute pairs pay)
-and Wang & He's four variants, their D written d here. E_ij runs over the full T x T matrix, self-pairs
-included, as their released code (github.com/raywang4/DispLoss) does for InfoNCE-L2:
-  infonce_cos    log E_ij exp(-d_ij / tau),  d_ij = -cos_ij
-  infonce_l2     log E_ij exp(-d_ij / tau),  d_ij = ||z_i - z_j||^2 / C   (their code divides by the dimension)
-  hinge          E_ij max(0, eps - d_ij)^2,  d_ij = ||z_i - z_j||^2 / C   (eps = hinge_margin)
-  covariance     sum_{m!=n} Cov_mn^2, Cov the C x C covariance of the l2-normalised tokens (channels m, n);
-                 it decorrelates channels, and identical tokens (Cov = 0) are among its minima
-The loss of a batch is the mean over its sequences; pairs never cross sequences.
+Symbols: z_i the hidden state of token i of one sequence (T tokens, C channels); cos_ij the cosine of z_i and z_j;
+D_ij = arccos(cos_ij) / pi their angular distance in [0, 1] (1/2 = orthogonal); tau a temperature. Each loss below
+is written once, as a plain differentiable function of z [N, T, C] (N sequences) -> [N]; the loss of a batch is the
+mean over its sequences, and pairs never cross sequences. The paper's four: angular, decorrelation, l2_repel,
+orthogonal; Wang & He's four: infonce_cos, infonce_l2, hinge, covariance, whose mean E_ij runs over the full
+T x T matrix, self-pairs included, as their released code (github.com/raywang4/DispLoss) does.
 """
 
 import math
@@ -27,50 +19,116 @@ import math
 import torch
 
 KINDS = ("angular", "decorrelation", "l2_repel", "orthogonal", "infonce_cos", "infonce_l2", "hinge", "covariance")
-DEFAULT_CLAMP = 1e-4  # t: cos is kept in [-1 + t, 1 - t] so arccos' slope stays finite
+DEFAULT_CLAMP = 1e-4  # t: cos is kept in [-1 + t, 1 - t], where arccos' slope is finite
 DEFAULT_LAMBDA_NORM = 1.0
-EPS = 1e-6  # floor on a token's norm: a zero token is left at zero instead of turning into 0/0 = NaN
+EPS = 1e-6  # floor on a token's norm: a zero token stays at zero instead of turning into 0/0 = NaN
 
 
-def _unit(z):
+# ------------------------------------------------------------------------------------------------ the pieces
+
+def unit(z):
     return z / z.norm(dim=-1, keepdim=True).clamp_min(EPS)
 
 
-def _gram(z):  # all token pairs of every sequence in one batched product: [N, T, C] -> [N, T, T]
+def gram(z):  # every token pair of every sequence in one batched product: [N, T, C] -> [N, T, T]
     return z @ z.transpose(-1, -2)
 
 
-def _angle(cos):
-    """D_ij = arccos(cos_ij) / pi, the angular distance in [0, 1]: every angular kind reads it from here."""
+def angle(cos):
+    """D_ij = arccos(cos_ij) / pi."""
     return torch.arccos(cos) / math.pi
 
 
-def _clamped_cos(z, clamp):
-    """cos_ij, clamped to [-1+clamp, 1-clamp] in value only: the gradient passes as if unclamped (straight-through),
-    so tokens that are nearly collapsed still feel the push, and arccos, whose slope is infinite at +-1, only ever
-    sees values where its slope is finite."""
-    cos = _gram(_unit(z))
+def clamped_cos(z, clamp):
+    """cos_ij, clamped to [-1 + t, 1 - t] in value only: the gradient passes as if unclamped (straight-through), so
+    nearly collapsed tokens still feel the push, and arccos only ever sees values where its slope is finite."""
+    cos = gram(unit(z))
     return cos + (cos.clamp(-1 + clamp, 1 - clamp) - cos).detach()
 
 
-def _sqdist(z):  # ||z_i - z_j||^2 = |z_i|^2 + |z_j|^2 - 2 z_i.z_j, without a [N, T, T, C] difference tensor
+def sqdist(z):  # ||z_i - z_j||^2 = |z_i|^2 + |z_j|^2 - 2 z_i.z_j, without a [N, T, T, C] difference tensor
     sq = z.pow(2).sum(-1)
-    return (sq[..., :, None] + sq[..., None, :] - 2 * _gram(z)).clamp_min(0)
+    return (sq[..., :, None] + sq[..., None, :] - 2 * gram(z)).clamp_min(0)
 
 
-class _Angular(torch.autograd.Function):
-    """The angular loss, log mean_{i!=j} exp(-D_ij / tau), with its gradient written out. Autograd would keep and
-    revisit a dozen [N, T, T] intermediates; this keeps two, which makes the loss about three times cheaper.
-    With w_ij = exp(-D_ij / tau) (w_ii = 0) and S = sum_ij w_ij:
-        dL/dcos_ij = w_ij / (S tau pi sqrt(1 - cos_ij^2))      (dD/dcos = -1 / (pi sqrt(1 - cos^2)))
-    taken at the clamped cos and passed on whatever the clamp did: the straight-through gradient."""
+def offdiag(x, fill):  # x [N, T, T] with the self-pairs i == j replaced by `fill`
+    return x.masked_fill(torch.eye(x.shape[-1], dtype=torch.bool, device=x.device), fill)
+
+
+def log_mean_exp(x, pairs):  # log of the mean of exp(x) over `pairs` entries, via logsumexp: no underflow
+    return torch.logsumexp(x.flatten(-2), dim=-1) - math.log(pairs)
+
+
+# ------------------------------------------------------------------------------------------------ the losses
+
+def angular(z, tau, clamp):
+    """The paper's dispersion loss: log mean_{i != j} exp(-D_ij / tau)."""
+    T = z.shape[-2]
+    return log_mean_exp(offdiag(-angle(clamped_cos(z, clamp)) / tau, -math.inf), T * (T - 1))
+
+
+def decorrelation(z):
+    """mean_{i != j} r_ij^2, r_ij the Pearson correlation of tokens i and j across their C channels."""
+    T = z.shape[-2]
+    r = gram(unit(z - z.mean(-1, keepdim=True)))
+    return offdiag(r.pow(2), 0.0).sum((-2, -1)) / (T * (T - 1))
+
+
+def l2_repel(z, tau, lambda_norm):
+    """log mean_{i != j} exp(-||z_i - z_j||^2 / tau) + lambda_norm mean(z^2). Both terms grow as the square of a
+    common scale of the tokens, the first summed over C channels, the second averaged over them: the norm term
+    holds the scale only once lambda_norm is of order C / tau."""
+    T = z.shape[-2]
+    return log_mean_exp(offdiag(-sqdist(z) / tau, -math.inf), T * (T - 1)) + lambda_norm * z.pow(2).mean((-2, -1))
+
+
+def orthogonal(z, clamp):
+    """mean_{i != j} max(0, 1/2 - D_ij)^2: only pairs closer than orthogonal pay."""
+    T = z.shape[-2]
+    return offdiag((0.5 - angle(clamped_cos(z, clamp))).relu().pow(2), 0.0).sum((-2, -1)) / (T * (T - 1))
+
+
+def infonce_cos(z, tau):
+    """log E_ij exp(-d_ij / tau) with d_ij = -cos_ij."""
+    return log_mean_exp(gram(unit(z)) / tau, z.shape[-2] ** 2)
+
+
+def infonce_l2(z, tau):
+    """log E_ij exp(-d_ij / tau) with d_ij = ||z_i - z_j||^2 / C (their code divides by the dimension)."""
+    return log_mean_exp(-sqdist(z) / (z.shape[-1] * tau), z.shape[-2] ** 2)
+
+
+def hinge(z, margin):
+    """E_ij max(0, eps - d_ij)^2 with d_ij = ||z_i - z_j||^2 / C and eps = margin."""
+    return (margin - sqdist(z) / z.shape[-1]).relu().pow(2).mean((-2, -1))
+
+
+def covariance(z):
+    """sum_{m != n} Cov_mn^2, Cov the C x C covariance over the sequence of the unit tokens (channels m, n). It
+    decorrelates channels, and identical tokens (Cov = 0) are among its minima. ||U^T U||_F = ||U U^T||_F, so the
+    T x T Gram gives the sum over all (m, n) without a C x C matrix; (T - 1) Cov_mm is channel m's sum of squares."""
+    T = z.shape[-2]
+    u = unit(z)
+    u = u - u.mean(-2, keepdim=True)
+    diag = u.pow(2).sum(-2)
+    return (gram(u).pow(2).sum((-2, -1)) - diag.pow(2).sum(-1)) / (T - 1) ** 2
+
+
+# ------------------------------------------------------------------------------------------------ fast path
+
+class AngularFast(torch.autograd.Function):
+    """angular() with its gradient written out, which makes it about three times cheaper: autograd would keep and
+    revisit a dozen [N, T, T] intermediates, this keeps two. Tested equal to angular(), values and gradients. With
+    w_ij = exp(-D_ij / tau) (w_ii = 0) and S = sum_ij w_ij, from dD/dcos = -1 / (pi sqrt(1 - cos^2)):
+        dL/dcos_ij = w_ij / (S tau pi sqrt(1 - cos_ij^2)),
+    taken at the clamped cos and passed on whatever the clamp did (straight-through, as clamped_cos)."""
 
     @staticmethod
     def forward(ctx, z, tau, clamp):
         norm = z.norm(dim=-1, keepdim=True).clamp_min(EPS)
         u = z / norm
-        cos = _gram(u).clamp_(-1 + clamp, 1 - clamp)
-        logw = _angle(cos).mul_(-1 / tau)  # -D_ij / tau
+        cos = gram(u).clamp_(-1 + clamp, 1 - clamp)
+        logw = angle(cos).mul_(-1 / tau)  # -D_ij / tau
         logw.diagonal(dim1=-2, dim2=-1).fill_(-math.inf)
         m = logw.amax((-2, -1), keepdim=True)  # log-sum-exp shift: no underflow for small tau
         w = logw.sub_(m).exp_()
@@ -89,74 +147,15 @@ class _Angular(torch.autograd.Function):
         return (g_u - u * (u * g_u).sum(-1, keepdim=True)) / norm, None, None  # through u = z / |z|
 
 
-def _offdiag(x, fill):  # x [N, T, T] with the self-pairs i == j replaced by `fill`
-    return x.masked_fill(torch.eye(x.shape[-1], dtype=torch.bool, device=x.device), fill)
-
-
-def _log_mean_exp(x, pairs):  # log mean exp(x) over the last two dims, via logsumexp: no underflow to log(0)
-    return torch.logsumexp(x.flatten(-2), dim=-1) - math.log(pairs)
-
-
-def _per_sequence(z, kind, tau, clamp, lambda_norm, hinge_margin):
-    """z: [N, T, C] float32, N independent sequences -> [N] losses."""
-    T, C = z.shape[-2:]
-    pairs = T * (T - 1)  # ordered pairs i != j
-    if kind == "angular":  # log mean_{i!=j} exp(-D_ij / tau), see _Angular
-        return _Angular.apply(z, tau, clamp)
-    if kind == "orthogonal":  # mean_{i!=j} max(0, 1/2 - D_ij)^2
-        return _offdiag((0.5 - _angle(_clamped_cos(z, clamp))).relu().pow(2), 0.0).sum((-2, -1)) / pairs
-    if kind == "decorrelation":  # mean_{i!=j} r_ij^2; r_ij = cosine of the tokens centred over their channels
-        r = _gram(_unit(z - z.mean(-1, keepdim=True)))
-        return _offdiag(r.pow(2), 0.0).sum((-2, -1)) / pairs
-    if kind == "l2_repel":  # log mean_{i!=j} exp(-||z_i - z_j||^2 / tau) + lambda_norm * mean(z^2)
-        # both terms grow as the square of a common scale s of the tokens, the first summed over C channels, the
-        # second averaged over them: the norm term holds the scale only once lambda_norm is of order C / tau
-        return _log_mean_exp(_offdiag(-_sqdist(z) / tau, -math.inf), pairs) + lambda_norm * z.pow(2).mean((-2, -1))
-    if kind == "infonce_cos":  # log E_ij exp(-d_ij / tau), d_ij = -cos_ij
-        return _log_mean_exp(_gram(_unit(z)) / tau, T * T)
-    if kind == "infonce_l2":  # log E_ij exp(-d_ij / tau), d_ij = ||z_i - z_j||^2 / C
-        return _log_mean_exp(-_sqdist(z) / (C * tau), T * T)
-    if kind == "hinge":  # E_ij max(0, eps - d_ij)^2, d_ij = ||z_i - z_j||^2 / C
-        return (hinge_margin - _sqdist(z) / C).relu().pow(2).mean((-2, -1))
-    # covariance: sum_{m!=n} Cov_mn^2 with Cov = U^T U / (T-1), U the l2-normalised tokens centred over the
-    # sequence. ||U^T U||_F = ||U U^T||_F, so the T x T Gram gives the sum over all (m, n) without a C x C
-    # matrix; (T-1) Cov_mm is each channel's sum of squares.
-    u = _unit(z)
-    u = u - u.mean(-2, keepdim=True)
-    diag = u.pow(2).sum(-2)
-    return (_gram(u).pow(2).sum((-2, -1)) - diag.pow(2).sum(-1)) / (T - 1) ** 2
-
+# ------------------------------------------------------------------------------------------------ the entry point
 
 def dispersion_loss(h, kind="angular", tau=1.0, max_tokens=256, clamp=DEFAULT_CLAMP, lambda_norm=DEFAULT_LAMBDA_NORM,
-                    hinge_margin=1.0, generator=None):
-    """Mean over sequences of the per-sequence dispersion loss `kind` (see the module docstring).
-
-    h: [..., T, C]; every leading index is an independent sequence, so L stacked layers [L, B, T, C] give the mean
-    over layers and sequences in one call. Computed in float32 (autocast off) whatever h's dtype; returns a
-    float32 scalar. When T > max_tokens, max_tokens random positions are drawn for each sequence (from
-    `generator`, a torch.Generator on h's device, for reproducibility); otherwise (or max_tokens 0/None) exact.
-    clamp: the cos margin t of the angular kinds; lambda_norm: l2_repel's norm weight; hinge_margin: hinge's eps.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"unknown dispersion kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a positive number, got {tau!r}")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 0 or max_tokens == 1):
-        raise ValueError(f"max_tokens must be 0/None (all tokens) or an integer >= 2, got {max_tokens!r}")
-    if not (isinstance(clamp, (int, float)) and 0 < clamp < 1):
-        raise ValueError(f"clamp must be in (0, 1), got {clamp!r}")
-    if not (isinstance(lambda_norm, (int, float)) and math.isfinite(lambda_norm) and lambda_norm >= 0):
-        raise ValueError(f"lambda_norm must be a number >= 0, got {lambda_norm!r}")
-    if not (isinstance(hinge_margin, (int, float)) and math.isfinite(hinge_margin) and hinge_margin > 0):
-        raise ValueError(f"hinge_margin must be a positive number, got {hinge_margin!r}")
-    if not (torch.is_tensor(h) and h.is_floating_point() and h.dim() >= 2):
-        raise ValueError(f"h must be a floating-point tensor [..., T, C], got {getattr(h, 'shape', type(h))}")
+                    hinge_margin=1.0, generator=None, fast=True):
+    """Mean over sequences of the loss `kind`. h [..., T, C]: every leading index is a sequence, so stacked layers
+    [L, B, T, C] give the mean over layers and sequences in one call. In float32 (autocast off) whatever h's
+    dtype. Sequences longer than max_tokens are sampled: max_tokens random positions each, drawn from `generator`
+    (0 or None: every token). fast: the angular loss through AngularFast. train.py's flags check the arguments."""
     T, C = h.shape[-2:]
-    if T < 2 or C < 1 or h.numel() == 0:
-        raise ValueError(f"h needs at least 2 tokens and 1 channel per sequence, got shape {tuple(h.shape)}")
-    if generator is not None and generator.device.type != h.device.type:
-        raise ValueError(f"generator is on {generator.device} but h is on {h.device}; they must match")
-
     z = h.reshape(-1, T, C)
     if max_tokens and T > max_tokens:
         # an independent random subset per sequence: the top-k of uniform noise is a uniform k-subset, and one
@@ -164,16 +163,21 @@ def dispersion_loss(h, kind="angular", tau=1.0, max_tokens=256, clamp=DEFAULT_CL
         idx = torch.rand(z.shape[0], T, generator=generator, device=z.device).topk(max_tokens, dim=-1).indices
         z = z.gather(1, idx[..., None].expand(-1, -1, C))
     with torch.autocast(device_type=h.device.type, enabled=False):
-        return _per_sequence(z.float(), kind, tau, clamp, lambda_norm, hinge_margin).mean()
+        z = z.float()
+        losses = {"angular": lambda: AngularFast.apply(z, tau, clamp) if fast else angular(z, tau, clamp),
+                  "decorrelation": lambda: decorrelation(z), "l2_repel": lambda: l2_repel(z, tau, lambda_norm),
+                  "orthogonal": lambda: orthogonal(z, clamp), "infonce_cos": lambda: infonce_cos(z, tau),
+                  "infonce_l2": lambda: infonce_l2(z, tau), "hinge": lambda: hinge(z, hinge_margin),
+                  "covariance": lambda: covariance(z)}
+        return losses[kind]().mean()
 
 
 def parse_layers(spec, n_layer):
-    """Which block outputs to disperse: 'all', 'last', 'early' (the first n_layer // 2 blocks, at least one),
-    'late' (the rest: the second half, the middle block of an odd depth included) or a comma list of block
-    indices 0..n_layer-1. Returns sorted block indices; block i's output is hidden[i + 1] (hidden[0], the
-    embedding output, is never included)."""
-    if not (isinstance(n_layer, int) and n_layer >= 1):
-        raise ValueError(f"n_layer must be a positive integer, got {n_layer!r}")
+    """Which blocks' outputs to disperse: 'all', 'last', 'early' (the first n_layer // 2 blocks, at least one),
+    'late' (the rest: the second half, the middle block of an odd depth included) or a comma list of block indices
+    0..n_layer-1. -> sorted block indices. Block i's output is hidden[i + 1] of the model's hidden states: the
+    embedding output hidden[0] is never dispersed, and the last block's output is taken after the final LayerNorm
+    ln_f, as in Hugging Face's hidden states (the paper's code uses those)."""
     s = str(spec).strip().lower()
     named = {"all": range(n_layer), "last": [n_layer - 1], "early": range(max(1, n_layer // 2)),
              "late": range(n_layer // 2, n_layer)}
@@ -193,8 +197,6 @@ def parse_layers(spec, n_layer):
 
 
 def layer_dispersion(hidden, layers, **kwargs):
-    """Dispersion averaged over the chosen blocks: hidden is the model's list (embedding output, then one entry per
-    block), layers are block indices from parse_layers. The blocks are stacked and done in one call."""
-    if not layers or max(layers) + 1 >= len(hidden) or min(layers) < 0:
-        raise ValueError(f"layers {layers} do not fit a model with {len(hidden) - 1} blocks")
+    """D averaged over the chosen blocks (parse_layers' indices) and the batch's sequences: the blocks' outputs
+    are stacked and done in one call."""
     return dispersion_loss(torch.stack([hidden[i + 1] for i in layers]), **kwargs)
