@@ -1,32 +1,22 @@
 """
 Measure embedding condensation: how the token vectors of one text crowd into a narrow cone, layer by layer.
 
-    python measure.py gpt2 gpt2-medium gpt2-large --out results/gpt2      # GPT-2 sizes, bundled Austen chapters
-    python measure.py out/run1 --snapshots --out results/run1              # every snapshot of one training run
+    python measure.py gpt2 gpt2-medium gpt2-large gpt2-xl --out results/gpt2   # the paper's GPT-2 figure
+    python measure.py out --snapshots --out results/run1      # every ckpt_NNNNNN.pt snapshot of one training run
     python measure.py hf:Qwen/Qwen3-0.6B hf:Qwen/Qwen3-1.7B --data wikitext103 --out results/qwen
     python measure.py hf:BASE hf:DISTILLED [hf:BASE2 hf:DISTILLED2 ...] --paired --out results/kd
-    python measure.py hf:allenai/OLMo-1B-0724-hf@step1000-tokens2B hf:allenai/OLMo-1B-0724-hf --out results/olmo
 
-MODEL, opened by load.py as in every script, is one of our checkpoint files or run directories (its ckpt.pt;
-every ckpt_NNNNNN.pt with --snapshots), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or directory, or
-hf:<name or directory>[@revision] for any Hugging Face causal LM through the optional `transformers` package.
---data is a .txt (one document per paragraph) or .jsonl (--field) file, a bundled source (austen, wiki and their
-_char names: the documents data/prepare.py puts into their val split, cut into paragraphs; --split all: every
-chapter or article), or a prepared data/<name> (its val split, cut into documents at <|endoftext|>; a char dataset
-has no document marker, so, as in a .txt file, each paragraph is a document). Every model sees the same
-documents, tokenized its own way.
+MODEL is one of our checkpoints or run folders, a GPT-2 name (downloaded once into the Hugging Face cache) or
+folder, or hf:<name or folder>[@revision] for any Hugging Face causal LM (optional `transformers`). --data: a .txt
+(one document per paragraph) or .jsonl (--field) file, a bundled corpus (austen, wiki, their _char names: its
+held-out paragraphs) or a prepared data/<name> (its val split). Every model sees the same documents.
 
-Per model and layer, from one pass over the texts: within, the paper's mean token-token cosine within a text;
-across, the mean cosine of two tokens of different texts at different positions (the direction all texts share);
-excess, the mean cosine of two different tokens of one text minus across (like pairs: no token with itself, no two
-tokens at one position);
-rogue, the share of the squared norm in the --rogue_k largest channels. --erank adds erank, the effective rank of
-the layer's token cloud (and erank / C), from a C x C sum over all tokens that costs about 5% of a GPT-2 forward
-pass; --standardize adds within_std, within after standardising every channel (a second pass). Each has its rank
-correlations with depth and (but erank) bootstrap CIs over texts.
-Writes condensation.json, condensation.csv (one row per model), condensation_layers.csv (one row per layer) and
-figures into --out, all at once at the end; a bad input stops everything with one line before any work.
-train.py calls condensation_summary(model, idx) at each eval: rho, tau and the last layer's within, excess, erank.
+The paper's measure (paper_measure below): per text and layer, the T x T matrix of cosines between the text's
+tokens; its mean, averaged over texts, is the layer's mean cosine, and condensation grows with depth when that
+mean rises with the layer (Spearman's rho and Kendall's tau-b against the layer index). Beyond the paper, from the
+same pass (OnePass): across, excess, rogue and, with --erank, the effective rank; with --standardize, a second
+pass for within_std. DEFINITIONS says in one sentence what each is. Writes condensation.json, two CSVs, README.md
+(the columns) and the figures into --out, all at once at the end; bad input stops with one line before any work.
 """
 
 import argparse
@@ -42,64 +32,124 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from support import plots
-from support.load import ModelError, check_flags, open_model, write_results
-from support.progress import ticker
 from data.prepare import DataError
 from data.texts import load_documents, select_texts
+from support import plots
+from support.checks import check_writable
+from support.load import ModelError, check_flags, open_model, write_results
+from support.progress import ticker
 
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 N_BINS = 128  # histogram bins over [-1, 1] in the paper's heatmaps
-
-
 MeasureError = DataError  # a bad input, here as in data/ (the texts raise it too): one line for the user
 
 
-# ------------------------------------------------------------------------------------------------ the numbers
-# One pass over the texts keeps running sums (layer_stats); every measure is then one function of those sums.
+# ------------------------------------------------------------------------------------------------ the paper's measure
 
-def cosine_matrices(h):
-    """[B, T, C] hidden states -> [B, T, T] cosines between every two tokens of each text, in float32."""
-    u = F.normalize(h.float(), dim=-1)
-    return u @ u.transpose(-1, -2)  # C_ij = <x_i, x_j> / (|x_i| |x_j|)
+@torch.no_grad()
+def paper_measure(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extras=None, tick=None):
+    """The paper's measure on texts tokens [N, T]: for each text and layer l, the cosines C_ij = <u_i, u_j> of its
+    unit token vectors u_i = x_i / |x_i|; within [N, L] each matrix's mean; avg [L, T, T] the matrices averaged
+    over texts entry by entry (the heatmap). extras (a OnePass) sees every layer's tokens on the way."""
+    N, T = tokens.shape
+    avg, within = None, []
+    for batch in tokens.split(batch_size):
+        hidden = hidden_fn(batch.to(device))  # L tensors [B, T, C]: the embeddings, then each block's output
+        if avg is None:
+            avg = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
+            if extras is not None:
+                extras.start(N, len(hidden), T, hidden[0].shape[-1], device)
+        means = []
+        for layer, h in enumerate(hidden):  # one layer's [B, T, T] matrices at a time
+            u = F.normalize(h.float(), dim=-1)
+            cos = u @ u.transpose(-1, -2)
+            avg[layer] += cos.sum(0, dtype=torch.float64)
+            means.append(matrix_means(cos, offdiag))
+            if extras is not None:
+                extras.add(layer, h.float(), u)
+        within.append(torch.stack(means, 1).double().cpu())
+        if extras is not None:
+            extras.end_batch(len(batch))
+        del hidden, cos, u  # freed before the next batch's forward pass, not during it
+        if tick:
+            tick(len(batch))
+    return {"within": torch.cat(within).numpy(), "avg": (avg / N).cpu()}
 
 
 def matrix_means(cos, offdiag=False):
-    """within: the mean of each [T, T] matrix: all T^2 entries, as the paper (the diagonal is 1, a 1/T share), or,
-    with offdiag, the T (T - 1) entries between different tokens only."""
+    """Each [T, T] matrix's mean: over all T^2 entries, as the paper (the diagonal's ones are a 1/T share), or,
+    with offdiag, over the T (T - 1) entries between two different tokens."""
     T = cos.shape[-1]
     total = cos.sum((-2, -1))
     return (total - cos.diagonal(dim1=-2, dim2=-1).sum(-1)) / (T * (T - 1)) if offdiag else total / T**2
 
 
+def rank_correlations(x, y):
+    """Spearman's rho and Kendall's tau-b of y against x, with their p-values (scipy); NaN when y is flat."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        (r, rp), (t, tp) = stats.spearmanr(x, y), stats.kendalltau(x, y)
+    return {"spearman": float(r), "spearman_p": float(rp), "kendall": float(t), "kendall_p": float(tp)}
+
+
+def paper_summary(avg, within, offdiag=False, last_n=3):
+    """From paper_measure: mu_l (layer_mean, the mean of layer l's averaged matrix, = the mean of its texts'
+    means), the spread over texts, rho and tau of mu_l against l, and hist, the paper's heatmap columns: a 128-bin
+    histogram over [-1, 1] of each averaged matrix's entries, as fractions."""
+    L, T = avg.shape[0], avg.shape[-1]
+    entries = avg[:, ~torch.eye(T, dtype=torch.bool)] if offdiag else avg.flatten(1)  # [L, entries looked at]
+    mu = entries.mean(1).numpy()
+    hist = np.stack([np.histogram(e, N_BINS, (-1, 1))[0] for e in entries.clamp(-1, 1).numpy()])
+    return {"n_hidden": L, "layer_mean": mu.tolist(),
+            "layer_std": within.std(0, ddof=1).tolist() if len(within) > 1 else [0.0] * L,
+            **rank_correlations(np.arange(L), mu), "last_layer_mean": float(mu[-1]),
+            "last_n_mean": float(mu[-last_n:].mean()), "hist": hist / entries.shape[1]}
+
+
+# ------------------------------------------------------------------------------------------------ beyond the paper
+# Each measure is a function of running sums over the texts, kept by OnePass in the paper's pass: no per-text
+# T x T matrix and no per-text [T, C] array is kept, and a bootstrap resample of the texts is a weighted sum.
+
+DEFINITIONS = {
+    "within": "the paper's measure: the mean cosine of two tokens of one text, each token with itself included "
+              "(a 1/T share of ones)",
+    "across": "the mean cosine of two tokens of different texts at different positions: what any two tokens "
+              "share, such as a common direction (same positions are left out: two tokens of one text never share "
+              "a position, nor its position embedding)",
+    "excess": "the mean cosine of two different tokens of one text (no token with itself) minus across: how much "
+              "closer a text's tokens are than tokens of two texts; 0 in expectation when no token sees another",
+    "rogue": "the share of the squared norm that the --rogue_k largest channels hold",
+    "erank": "the effective rank (Roy & Vetterli) of the layer's unit tokens; erank_ratio = erank / C",
+    "within_std": "within after standardising every channel over all tokens (mean 0, variance 1)",
+}
+MEASURES = ("across", "excess", "rogue", "erank", "within_std")  # beyond the paper, in the tables' order
+
+
 def within_from_sums(s, T, offdiag=False):
-    """within from s [..., C], the sum of a text's T unit token vectors: matrix_means without the T x T matrix."""
-    sq = (s * s).sum(-1)  # sum_ij <u_i, u_j> = |s|^2, of which the diagonal is T
+    """within from s [..., C], the sum of a text's T unit tokens: sum_ij <u_i, u_j> = |s|^2, the diagonal's T."""
+    sq = (s * s).sum(-1)
     return (sq - T) / (T * (T - 1)) if offdiag else sq / T**2
 
 
 def across_mean(s, same, T, counts=None):
-    """across_l: the mean cosine of two tokens of different texts at different positions, from s [N, L, C] (each
-    text's sum of unit tokens) and same [L] = sum_{n != m} sum_i <u_ni, u_mi> (the pairs of texts at one position,
-    from P_i = sum_n u_ni: sum_i |P_i|^2 - N T) -> [L]. Same positions are left out because two tokens of one text
-    never share a position (and with it a position embedding). With counts [B, N] (how often each text is in each
-    of B resamples) -> [B, L]: a resampled text is never paired with its own copy, and the same-position share of
-    the pairs is kept at its value over all texts (its own per-pair values would need every text's [T, C] tokens)."""
+    """across [L] from s [N, L, C] (each text's sum of unit tokens) and same [L] = sum_{n != m} sum_i <u_ni, u_mi>
+    (the same-position pairs of two texts, from P_i = sum_n u_ni: sum_i |P_i|^2 - N T). With counts [B, N] (how
+    often each text is in each of B resamples) -> [B, L]: a text is never paired with its own copy, and the
+    same-position share is kept at its mean over all pairs of texts (each pair's own would need every text's
+    [T, C] tokens; on trained models this changes the resamples' spread by about 1%)."""
     c = np.ones((1, len(s))) if counts is None else np.asarray(counts, dtype=np.float64)
     # over pairs of different texts, all positions: sum_{n != m} c_n c_m <s_n, s_m> = |sum c s|^2 - sum c^2 |s|^2
     pairs = np.stack([((c @ s[:, layer]) ** 2).sum(1) for layer in range(s.shape[1])], 1) - (c**2) @ (s**2).sum(-1)
     text_pairs = (c.sum(1) ** 2 - (c**2).sum(1))[:, None]  # (sum c)^2 - sum c^2 pairs of different texts
     N = len(s)
     with np.errstate(invalid="ignore", divide="ignore"):  # one text: no pairs, NaN
-        same_per_pair = np.asarray(same) / (N * (N - 1))  # the mean over pairs of texts of their same-position sum
+        same_per_pair = np.asarray(same) / (N * (N - 1))
         out = (pairs - text_pairs * same_per_pair) / (text_pairs * T * (T - 1))
     return out[0] if counts is None else out
 
 
 def excess_of(s, same, T, counts=None):
-    """excess_l: the mean cosine of two different tokens of one text (the diagonal's ones left out, as across has
-    none) minus across_l: the crowding of a text's tokens beyond what tokens of any two texts share. 0 in expectation
-    for exchangeable texts whose tokens do not see each other. -> [L] (or [B, L] with counts, as across_mean)."""
+    """excess [L] (or [B, L] with counts): within over different tokens only, minus across_mean."""
     c = np.ones((1, len(s))) if counts is None else np.asarray(counts, dtype=np.float64)
     within = c @ within_from_sums(s, T, offdiag=True) / c.sum(1, keepdims=True)  # [B, L]
     out = within - across_mean(s, same, T, c)
@@ -107,32 +157,106 @@ def excess_of(s, same, T, counts=None):
 
 
 def rogue_share(sq, k=3):
-    """rogue_l: the share of the squared norm that the k largest channels hold, from sq [..., C], each channel's
-    sum of squares q_c = sum_t h_tc^2 over the layer's raw tokens: sum of the k largest q_c / sum_c q_c."""
+    """rogue from sq [..., C], each channel's sum of squares q_c = sum_t h_tc^2: the k largest q_c over sum_c q_c."""
     q = torch.as_tensor(sq)  # torch's topk: 2-3x faster than numpy's partition on the bootstrap's [1000, C] rows
     return (q.topk(k, -1).values.sum(-1) / q.sum(-1)).numpy()
 
 
 def effective_rank(moment):
-    """erank_l (Roy & Vetterli 2007) of the [tokens, C] matrix U of unit tokens, from M = U^T U [..., C, C] (not
-    centred): sigma_k = sqrt(eig_k(M)), p_k = sigma_k / sum_j sigma_j, erank = exp(-sum_k p_k log p_k)."""
+    """erank of the [tokens, C] matrix U of unit tokens, from M = U^T U [..., C, C] (not centred):
+    sigma_k = sqrt(eig_k(M)), p_k = sigma_k / sum_j sigma_j, erank = exp(-sum_k p_k log p_k)."""
     lam = np.linalg.eigvalsh(moment)
     # M sums float32 products: eigenvalues below float32's resolution of its trace are rounding, not directions
-    # (their square roots would add to erank); they are 0, as those of a cloud with fewer tokens than channels
     floor = np.finfo(np.float32).eps * np.trace(moment, axis1=-2, axis2=-1)[..., None]
     sigma = np.sqrt(np.where(lam > floor, lam, 0))
     p = sigma / sigma.sum(-1, keepdims=True)
     return np.exp(-(p * np.log(np.where(p > 0, p, 1))).sum(-1))  # 0 log 0 = 0
 
 
-def standardize(h, mean, std):
-    """within_std's tokens: each channel standardised, z_c = (h_c - m_c) / sd_c, with the mean and sd of channel c
-    over all the texts' tokens of the layer (from the first pass), so that no channel dominates the cosine."""
-    return (h.float() - mean).div_(std)  # in place: one [B, T, C] tensor, not two
+class OnePass:
+    """The running sums of the measures beyond the paper's, added as paper_measure sees each layer:
+    s [N, L, C] each text's sum of unit tokens; sq [N, L, C] each text's per-channel sums of squares of the raw
+    states; total [L, C] their per-channel sums; pos [L, T, C] P_i, the unit tokens at position i summed over
+    texts; with erank, the C x C second moment sum u u^T of all unit tokens (in panels: see below)."""
+
+    def __init__(self, batch_size, erank=False):
+        self.batch_size, self.erank = batch_size, erank
+
+    def start(self, N, L, T, C, device):
+        self.N, self.T, self.C, self.rows, self.batch = N, T, C, 0, 0
+        # every array allocated once, here: small arrays kept from every batch would fragment the heap
+        self.s, self.sq, self.total = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C))
+        self.pos = torch.zeros(L, T, C, dtype=torch.float64, device=device)
+        self.per_text, self.per_batch = [], []
+        if self.erank:
+            self.mus = np.zeros((-(-N // self.batch_size), L, C))  # each batch's mean unit token, as subtracted
+            self.edges = panel_edges(C)
+            widths = list(zip(self.edges, self.edges[1:]))
+            self.panels = [[torch.zeros(C - a, b - a, device=device) for a, b in widths] for _ in range(L)]
+            self.sums64 = [[torch.zeros_like(p, dtype=torch.float64) for p in layer] for layer in self.panels]
+
+    def add(self, layer, h, u):
+        """One layer of one batch: h [B, T, C] the raw states (float32), u the unit tokens (changed in place)."""
+        # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches in
+        # float64; one copy off the device per batch (end_batch), so a GPU syncs once per batch
+        s_b = u.sum(1)
+        self.pos[layer] += u.sum(0)
+        self.per_text.append(torch.stack([s_b, h.square().sum(1)], 1))  # [B, 2, C]
+        self.per_batch.append(h.sum((0, 1)))
+        if self.erank:
+            # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about the
+            # batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
+            mu = (s_b.sum(0, dtype=torch.float64) / u[..., 0].numel()).float()
+            self.per_batch.append(mu)
+            add_gram_lower(u.sub_(mu).reshape(-1, self.C), self.panels[layer], self.edges)  # u is D from here on
+
+    def end_batch(self, B):
+        rows = slice(self.rows, self.rows + B)
+        per_text = torch.stack(self.per_text, 1).cpu().numpy()  # [B, L, 2, C]
+        per_batch = torch.stack(self.per_batch).cpu().numpy().reshape(len(self.s[0]), -1, self.C)
+        self.s[rows], self.sq[rows] = per_text[:, :, 0], per_text[:, :, 1]
+        self.total += per_batch[:, 0]
+        if self.erank:
+            self.mus[self.batch] = per_batch[:, 1]
+            if (self.batch + 1) % FLUSH_EVERY == 0 or rows.stop == self.N:
+                for panels, sums in zip(self.panels, self.sums64):
+                    flush_panels(panels, sums)
+        self.per_text, self.per_batch, self.rows, self.batch = [], [], rows.stop, self.batch + 1
+
+    def result(self):
+        """-> s, sq, total, same [L] (sum_i |P_i|^2 - N T, for across_mean) and, with erank, moment [L, C, C]."""
+        N, T = self.N, self.T
+        out = dict(s=self.s, sq=self.sq, total=self.total,
+                   same=(self.pos.square().sum((1, 2)) - N * T).cpu().numpy())
+        if self.erank:
+            out["moment"] = self.moment()
+        return out
+
+    def moment(self):
+        starts = range(0, self.N, self.batch_size)
+        counts = np.diff([*starts, self.N])[:, None] * self.T  # each batch's tokens, n
+        rs = np.add.reduceat(self.s, starts) - counts[:, :, None] * self.mus  # r = s - n mu per batch, float64
+        out = np.empty((len(self.sums64), self.C, self.C))
+        for layer, m in enumerate(out):  # a layer at a time: no second [L, C, C] array
+            m[:], self.sums64[layer] = gram_from_panels(self.sums64[layer], self.edges), None
+            mu, r = self.mus[:, layer], rs[:, layer]
+            m += mu.T @ (counts * mu + r) + r.T @ mu  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
+        return out
 
 
-MOMENT_PANELS = 8  # column panels of the C x C moment: (P + 1) / 2P of a full matmul's work, 56% at P = 8
-FLUSH_EVERY = 8  # batches whose moments are summed in float32 before they join the float64 sum
+def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extra=True, erank=False, tick=None):
+    """The paper's measure and, with extra, OnePass's sums, from one pass over the texts -> dict of arrays."""
+    extras = OnePass(batch_size, erank) if extra else None
+    out = paper_measure(hidden_fn, tokens, batch_size, offdiag, device, extras, tick)
+    return out | (extras.result() if extra else {})
+
+
+# Speed: erank's C x C moment costs L C^2 / 2 multiply-adds a token (about 4% of a GPT-2 forward pass). torch has
+# no syrk (BLAS's one-triangle product), so the lower triangle is summed in column panels, in float32 over
+# FLUSH_EVERY batches and then in float64. scipy's syrk, faster alone, made the whole pass slower: its threads
+# and torch's took the cores from each other between calls.
+MOMENT_PANELS = 8  # (P + 1) / 2P of a full matmul's work: 56% at P = 8
+FLUSH_EVERY = 8
 
 
 def panel_edges(C, panels=MOMENT_PANELS):
@@ -142,16 +266,13 @@ def panel_edges(C, panels=MOMENT_PANELS):
 
 def add_gram_lower(d, panels, edges):
     """panels[i] += d[:, a:]^T d[:, a:b] for d [n, C] and the column block [a, b) = edges[i:i+2]: the lower
-    triangle of d^T d (and the diagonal blocks whole), one matmul per panel, a little over half a full d^T d's work.
-    torch has no syrk (BLAS's one-triangle product); scipy's, faster alone, made the whole pass slower: its threads
-    and torch's took the cores from each other between calls."""
+    triangle of d^T d (and the diagonal blocks whole), one matmul per panel."""
     for panel, a, b in zip(panels, edges, edges[1:]):
         panel.addmm_(d[:, a:].T, d[:, a:b])
 
 
 def flush_panels(panels, sums):
-    """sums[i] += panels[i]: the float32 sums of the last FLUSH_EVERY batches join the float64 ones, in place on
-    the device, and the panels restart from 0."""
+    """sums[i] += panels[i], in place on the device; the panels restart from 0."""
     for panel, total in zip(panels, sums):
         total.add_(panel)
         panel.zero_()
@@ -163,84 +284,7 @@ def gram_from_panels(sums, edges):
     for total, a, b in zip(sums, edges, edges[1:]):
         out[a:, a:b] = total
     out = out.tril_()  # the diagonal blocks filled the upper triangle near the diagonal too
-    return (out + out.tril(-1).T).cpu().numpy()  # the upper triangle from the lower one
-
-
-@torch.no_grad()
-def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extra=True, erank=False, tick=None):
-    """Run the texts tokens [N, T] through a model in batches, keeping running sums -> dict of numpy arrays:
-    avg [L, T, T] every layer's cosine matrix averaged entry by entry over the texts (the paper's heatmap);
-    within [N, L] each text's mean cosine; with extra also s [N, L, C] each text's sum of unit tokens, sq [N, L, C]
-    each text's per-channel sums of squares of the raw hidden states, total [L, C] their per-channel sums; with
-    erank too, moment [L, C, C] the sum of u u^T over all tokens. Memory grows with N by two C-vectors per text and
-    layer only, all allocated at the first batch (small arrays kept from every batch would fragment the heap)."""
-    N, T = tokens.shape
-    erank = erank and extra
-    avg, within = None, []
-    for b, batch in enumerate(tokens.split(batch_size)):
-        hidden = hidden_fn(batch.to(device))
-        B, n = len(batch), len(batch) * T  # texts and tokens in this batch
-        rows = slice(b * batch_size, b * batch_size + B)
-        if avg is None:
-            L, C = len(hidden), hidden[0].shape[-1]
-            avg = torch.zeros(L, T, T, dtype=torch.float64, device=device)
-            if extra:
-                s, sq, total = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C))
-                pos = torch.zeros(L, T, C, dtype=torch.float64, device=device)  # P_i = sum_n u_ni, per layer
-            if erank:
-                mus = np.zeros((-(-N // batch_size), L, C))  # each batch's mean unit token, as subtracted there
-                edges = panel_edges(C)
-                panels = [[torch.zeros(C - a, e - a, device=device) for a, e in zip(edges, edges[1:])] for _ in range(L)]
-                sums64 = [[torch.zeros_like(p, dtype=torch.float64) for p in layer] for layer in panels]
-        means, per_text, per_batch = [], [], []
-        for layer, h in enumerate(hidden):  # one layer's [B, T, T] cosines at a time
-            h = h.float()
-            u = F.normalize(h, dim=-1)
-            cos = u @ u.transpose(-1, -2)  # as cosine_matrices, reusing u
-            avg[layer] += cos.sum(0, dtype=torch.float64)  # C-bar_l = (1/N) sum_n C_l(text n), summed here
-            if not extra:
-                means.append(matrix_means(cos, offdiag))
-                continue
-            # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches in
-            # float64; within then comes from s (within_from_sums), the same number as matrix_means(cos)
-            s_b = u.sum(1)  # [B, C]
-            pos[layer] += u.sum(0)  # [T, C]: the same position of every text
-            per_text.append(torch.stack([s_b, h.square().sum(1)], 1))  # [B, 2, C]
-            per_batch.append(h.sum((0, 1)))  # [C]
-            if erank:
-                # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about
-                # the batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
-                mu = (s_b.sum(0, dtype=torch.float64) / n).float()
-                per_batch.append(mu)
-                add_gram_lower(u.sub_(mu).reshape(-1, C), panels[layer], edges)  # u is D from here on
-        if extra:  # one copy off the device per batch
-            per_text, per_batch = torch.stack(per_text, 1).cpu().numpy(), torch.stack(per_batch).cpu().numpy()
-            per_batch = per_batch.reshape(L, -1, C)  # [L, 1 or 2, C]: the raw sum, then mu with erank
-            s[rows], sq[rows], total = per_text[:, :, 0], per_text[:, :, 1], total + per_batch[:, 0]
-            within.append(within_from_sums(s[rows], T, offdiag))
-        else:
-            within.append(torch.stack(means, 1).double().cpu().numpy())
-        if erank:
-            mus[b] = per_batch[:, 1]
-            if (b + 1) % FLUSH_EVERY == 0 or rows.stop == N:
-                for layer in range(L):
-                    flush_panels(panels[layer], sums64[layer])
-        del hidden, cos, u  # freed before the next batch's forward pass, not during it
-        if tick:
-            tick(B)
-    out = {"avg": (avg / N).cpu(), "within": np.concatenate(within)}
-    if extra:  # same [L]: sum_{n != m} sum_i <u_ni, u_mi> = sum_i |P_i|^2 - N T, for across_mean
-        out.update(s=s, sq=sq, total=total, same=(pos.square().sum((1, 2)) - N * T).cpu().numpy())
-    if erank:
-        starts = range(0, N, batch_size)
-        counts = np.diff([*starts, N])[:, None] * T  # each batch's tokens, n
-        rs = np.add.reduceat(s, starts) - counts[:, :, None] * mus  # r = sum D = s - n mu per batch, in float64
-        out["moment"] = np.empty((L, C, C))
-        for layer, m in enumerate(out["moment"]):  # a layer at a time: no second [L, C, C] array
-            m[:], sums64[layer] = gram_from_panels(sums64[layer], edges), None  # each layer's sums freed as it goes
-            mu, r = mus[:, layer], rs[:, layer]
-            m += mu.T @ (counts * mu + r) + r.T @ mu  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
-    return out
+    return (out + out.tril(-1).T).cpu().numpy()
 
 
 def channel_moments(stats, n_tokens):
@@ -252,24 +296,27 @@ def channel_moments(stats, n_tokens):
 
 @torch.no_grad()
 def standardized_within(hidden_fn, tokens, mean, std, batch_size=4, offdiag=False, device="cpu", tick=None):
-    """within_std [N, L], a second pass: each text's mean cosine after standardize() with mean, std [L, C]."""
+    """within_std [N, L], a second pass: within after z_c = (h_c - m_c) / sd_c, with mean, std [L, C] over all
+    tokens (channel_moments), so that no channel dominates the cosine."""
     T = tokens.shape[1]
     mean, std = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (mean, std))
     out = []
     for batch in tokens.split(batch_size):
         hidden = hidden_fn(batch.to(device))
-        # float32 sums over each text's tokens, as layer_stats' s, then float64
-        s = [F.normalize(z, dim=-1, out=z).sum(1) for z in map(standardize, hidden, mean, std)]
+        z = [(h.float() - m).div_(sd) for h, m, sd in zip(hidden, mean, std)]  # divided in place: one copy
+        s = [F.normalize(x, dim=-1, out=x).sum(1) for x in z]
         out.append(within_from_sums(torch.stack(s, 1).double(), T, offdiag).cpu())
-        del hidden
+        del hidden, z
         if tick:
             tick(len(batch))
     return torch.cat(out).numpy()
 
 
+# ------------------------------------------------------------------------------------------------ summary
+
 def rank_rows(y):
-    """Spearman's rho and Kendall's tau-b of each row of y [B, L] against the layer index 0..L-1, all rows at once
-    (for the bootstrap); the same numbers as scipy's, ties included."""
+    """Spearman's rho and Kendall's tau-b of each row of y [B, L] against 0..L-1, all rows at once (for the
+    bootstrap); the same numbers as scipy's, ties included."""
     r = stats.rankdata(y, axis=1)
     r, x = r - r.mean(1, keepdims=True), np.arange(y.shape[1]) - (y.shape[1] - 1) / 2
     i, j = np.triu_indices(y.shape[1], 1)
@@ -280,95 +327,78 @@ def rank_rows(y):
     return rho, tau
 
 
-def rank_correlations(x, y):
-    """Spearman's rho and Kendall's tau-b of y against x, with their p-values (scipy); NaN when y is flat."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        (r, rp), (t, tp) = stats.spearmanr(x, y), stats.kendalltau(x, y)
-    return {"spearman": float(r), "spearman_p": float(rp), "kendall": float(t), "kendall_p": float(tp)}
-
-
 def ci_of(samples, ci):
     """The central ci interval of the bootstrap samples, leaving out those of flat resamples (NaN)."""
     good = samples[np.isfinite(samples)]
     return [float(v) for v in np.percentile(good, [50 * (1 - ci), 50 * (1 + ci)])] if good.size else None
 
 
-# the measures beyond the paper's within, in the order of the tables; erank has no bootstrap (see summarize)
-MEASURES = ("across", "excess", "rogue", "erank", "within_std")
+def extra_layers(st, k, boot_idx=None):
+    """Each measure beyond the paper's, per layer [L] (with boot_idx [B, N], per resample [B, L])."""
+    T, L, out = st["avg"].shape[-1], st["avg"].shape[0], {}
+    N = len(st["within"])
+    counts = None if boot_idx is None else np.stack([np.bincount(rows, minlength=N) for rows in boot_idx])
+    if "s" in st:
+        out["across"] = across_mean(st["s"], st["same"], T, counts)
+        out["excess"] = excess_of(st["s"], st["same"], T, counts)
+        sq = st["sq"].sum(0) if counts is None else np.stack([counts @ st["sq"][:, l] for l in range(L)], 1)
+        out["rogue"] = rogue_share(sq, k)
+    if "moment" in st and boot_idx is None:  # no sum over texts, so no bootstrap: a resample needs each text's M
+        out["erank"] = effective_rank(st["moment"])
+    if "within_std" in st:
+        out["within_std"] = resample(st["within_std"], boot_idx)
+    return out
+
+
+def resample(per_text, boot_idx=None):
+    """The mean over texts of per_text [N, L]; with boot_idx [B, N], the mean of each resample [B, L]."""
+    return per_text.mean(0) if boot_idx is None else np.stack([per_text[rows].mean(0) for rows in boot_idx])
 
 
 def summarize(st, offdiag=False, last_n=3, boot_idx=None, ci=0.95, k=3):
-    """The numbers of one model from layer_stats' output st (with "within_std" [N, L] when it was measured);
-    boot_idx [n_boot, N] are text resamples shared by all models, so that differences between two models measured
-    on the same texts are a paired bootstrap."""
-    avg, per_text = st["avg"], st["within"]
-    L, T = avg.shape[0], avg.shape[-1]
-    entries = avg[:, ~torch.eye(T, dtype=torch.bool)] if offdiag else avg.flatten(1)  # [L, entries looked at]
-    # mu_l: the mean of layer l's text-averaged cosine matrix (= the mean of the per-text means: all have T tokens)
-    mu = entries.mean(1).numpy()
-    # the paper's heatmap column: a 128-bin histogram over [-1, 1] of the entries of the averaged matrix, as fractions
-    hist = np.stack([np.histogram(e, N_BINS, (-1, 1))[0] for e in entries.clamp(-1, 1).numpy()])
-    # condensation grows with depth when mu_l rises with l: rank correlations of mu_l with the layer index l
-    out = {"n_hidden": L, "layer_mean": mu.tolist(),
-           "layer_std": per_text.std(0, ddof=1).tolist() if len(per_text) > 1 else [0.0] * L,  # spread over texts
-           **rank_correlations(np.arange(L), mu),
-           "last_layer_mean": float(mu[-1]), "last_n_mean": float(mu[-last_n:].mean()),
-           "hist": hist / entries.shape[1]}
-    boot = boot_idx is not None and len(boot_idx)
-    if boot:
-        # each resample of texts gives per-layer means = the average of those texts' per-text means (exact)
-        b_mu = np.stack([per_text[rows].mean(0) for rows in boot_idx])
-        out["boot"] = dict(zip(("spearman", "kendall"), rank_rows(b_mu)), last_layer_mean=b_mu[:, -1])
-        out["spearman_ci"], out["kendall_ci"] = ci_of(out["boot"]["spearman"], ci), ci_of(out["boot"]["kendall"], ci)
-        counts = np.stack([np.bincount(rows, minlength=len(per_text)) for rows in boot_idx])
-    layers, b_layers = {}, {}  # measure -> its per-layer values, and those of each resample [n_boot, L]
-    if "s" in st:
-        layers["across"] = across_mean(st["s"], st["same"], T)
-        layers["excess"] = excess_of(st["s"], st["same"], T)
-        layers["rogue"] = rogue_share(st["sq"].sum(0), k)
-        if boot:
-            b_layers["across"] = across_mean(st["s"], st["same"], T, counts)
-            b_layers["excess"] = excess_of(st["s"], st["same"], T, counts)
-            b_layers["rogue"] = np.stack([rogue_share(counts @ st["sq"][:, layer], k) for layer in range(L)], 1)
-    if "moment" in st:  # erank is no sum over texts: a resample's would need each text's C x C matrix: no bootstrap
-        layers["erank"] = effective_rank(st["moment"])
-    if "within_std" in st:
-        layers["within_std"] = st["within_std"].mean(0)
-        if boot:
-            b_layers["within_std"] = np.stack([st["within_std"][rows].mean(0) for rows in boot_idx])
+    """The numbers of one model from layer_stats' st (with within_std [N, L] when measured); boot_idx
+    [n_boot, N]: text resamples shared by all models, so that two models' differences are a paired bootstrap."""
+    out = paper_summary(st["avg"], st["within"], offdiag, last_n)
+    L, layers = out["n_hidden"], extra_layers(st, k)
     for name, y in layers.items():
         out["layer_" + name] = y.tolist()
         out |= {f"{name}_{key}": v for key, v in rank_correlations(np.arange(L), y).items()}
         out["last_layer_" + name] = float(y[-1])
-        if name in b_layers:
-            rho, tau = rank_rows(b_layers[name])
-            out["boot"] |= {f"{name}_spearman": rho, f"{name}_kendall": tau, f"last_layer_{name}": b_layers[name][:, -1]}
-            out[f"{name}_spearman_ci"], out[f"{name}_kendall_ci"] = ci_of(rho, ci), ci_of(tau, ci)
     if "erank" in layers:  # on the scale of the width C: 1 / C for one direction, 1 for all directions alike
         out["layer_erank_ratio"] = (layers["erank"] / st["moment"].shape[-1]).tolist()
         out["last_layer_erank_ratio"] = out["layer_erank_ratio"][-1]
+    if boot_idx is not None and len(boot_idx):
+        # a resample's per-layer means: the average of its texts' means (exact, as every text has T tokens)
+        resampled = {"": resample(st["within"], boot_idx), **extra_layers(st, k, boot_idx)}
+        out["boot"] = {}
+        for name, y in resampled.items():
+            rho, tau = rank_rows(y)
+            prefix, last = (f"{name}_", f"last_layer_{name}") if name else ("", "last_layer_mean")
+            out["boot"] |= {prefix + "spearman": rho, prefix + "kendall": tau, last: y[:, -1]}
+            out[prefix + "spearman_ci"], out[prefix + "kendall_ci"] = ci_of(rho, ci), ci_of(tau, ci)
     return out
+
+
+CONDENSATION_ESTIMATE = ("spearman", "kendall", "last_layer_mean", "last_layer_excess", "last_layer_erank")
 
 
 @torch.no_grad()
 def condensation_summary(net, idx, offdiag=False):
-    """Cheap condensation of our GPT on a fixed batch of token ids idx [N, T] (one forward pass), for train.py's
-    evals: Spearman and Kendall of the per-layer mean cosine against depth, and the last layer's mean, excess and
-    effective rank, under measure.py's names (an estimate from few texts: measure.py's numbers use 100)."""
+    """train.py's in-training estimate on a fixed batch of token ids idx [N, T] (one forward pass): the
+    CONDENSATION_ESTIMATE numbers under measure.py's names, from few windows (measure.py's use 100 texts)."""
     was_training = net.training
     try:  # no logits: the output layer is costly
         hidden_fn = lambda x: net.eval()(x, return_hidden=True, head=False)[2]
         r = summarize(layer_stats(hidden_fn, idx, len(idx), offdiag, idx.device, erank=True), offdiag)
     finally:
         net.train(was_training)
-    return {k: r[k] for k in ("spearman", "kendall", "last_layer_mean", "last_layer_excess", "last_layer_erank")}
+    return {k: r[k] for k in CONDENSATION_ESTIMATE}
 
 
 # ------------------------------------------------------------------------------------------------ one run
 
-def measure_all(args):
-    """Validate every input, then measure every model; -> (results, report dict for condensation.json)."""
+def select_all(args):
+    """Every input checked, every model's texts chosen, before any forward pass. -> (models, described data)."""
     if args.paired and len(args.models) % 2:
         raise MeasureError(f"--paired takes models in pairs (base, other, base, other, ...), got {len(args.models)}")
     docs, described = load_documents(args.data, args.field, args.split)
@@ -379,49 +409,60 @@ def measure_all(args):
         contexts = {m["name"]: m["max_len"] for m in models if m["max_len"] is not None}
         args.seq_len = min([SEQ_LEN, *contexts.values()])
         if args.seq_len < SEQ_LEN:
-            shortest = min(contexts, key=contexts.get)
-            print(f"texts of {args.seq_len} tokens: the shorter of {SEQ_LEN} and the smallest context of the models "
-                  f"({shortest}); --seq_len sets it", flush=True)
-    for m in models:  # tokenizing is cheap next to a forward pass: every text is checked before any of them runs
-        if m["chars"] is not None:  # a char model has no id for a character it never saw: such characters are dropped
-            m["encode"] = lambda text, known=m["chars"], encode=m["encode"]: encode("".join(c for c in text if c in known))
+            print(f"texts of {args.seq_len} tokens: the shorter of {SEQ_LEN} and the smallest context of the "
+                  f"models ({min(contexts, key=contexts.get)}); --seq_len sets it", flush=True)
+    for m in models:  # tokenizing is cheap next to a forward pass
+        if m["chars"] is not None:  # a char model has no id for a character it never saw: those are dropped
+            m["encode"] = lambda text, known=m["chars"], enc=m["encode"]: enc("".join(c for c in text if c in known))
         if m["max_len"] is not None and args.seq_len > m["max_len"]:
             raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of {m['max_len']}")
         m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len, args.seed,
                                                 f" in {described} for {m['name']}")
         if (top := int(m["tokens"].max())) >= m["vocab"]:
             raise MeasureError(f"{m['name']}: token id {top} is outside its vocabulary of {m['vocab']}")
+    return models, described
+
+
+def measure_one(m, args, boot_idx):
+    """One model's measurement: its pass (two with --standardize), then the summary."""
+    t0 = time.perf_counter()
+    net = m["load"](args.device, DTYPES[args.dtype])
+    hidden_fn = net["hidden"]
+    t1 = time.perf_counter()
+    kw = dict(batch_size=args.batch_size, offdiag=args.offdiag, device=args.device)
+    st = layer_stats(hidden_fn, m["tokens"], **kw, erank=args.erank, tick=ticker(args.n_texts, "texts"))
+    if args.standardize:  # a second pass, every channel standardised by the first pass's statistics
+        mean, sd = channel_moments(st, args.n_texts * args.seq_len)
+        st["within_std"] = standardized_within(hidden_fn, m["tokens"], mean, sd, **kw,
+                                               tick=ticker(args.n_texts, "texts, standardised"))
+    del hidden_fn  # one model in memory at a time
+    summary = summarize(st, args.offdiag, args.last_n, boot_idx, args.ci, args.rogue_k)
+    t2 = time.perf_counter()
+    return dict(name=m["name"], kind=m["kind"], n_params=net["n_params"],
+                n_params_non_embedding=net["n_params_non_embedding"], tokens_seen=m["tokens_seen"],
+                run=m.get("run"), seq_len=args.seq_len, documents=m["starts"], load_seconds=round(t1 - t0, 2),
+                measure_seconds=round(t2 - t1, 2), seconds=round(t2 - t0, 2), **summary)
+
+
+def measure_all(args):
+    """Validate every input, then measure every model; -> (results, report dict for condensation.json)."""
+    models, described = select_all(args)
     print(f"{len(models)} model(s), {args.n_texts} texts of {args.seq_len} tokens from {described}", flush=True)
     boot_idx = np.random.default_rng(args.seed + 1).integers(0, args.n_texts, (args.n_boot, args.n_texts))
     results = []
     for i, m in enumerate(models, 1):
         print(f"[{i}/{len(models)}] {m['name']}", flush=True)
-        t0 = time.perf_counter()
-        net = m["load"](args.device, DTYPES[args.dtype])
-        hidden_fn, n_params, n_non_emb = net["hidden"], net["n_params"], net["n_params_non_embedding"]
-        t1 = time.perf_counter()
-        kw = dict(batch_size=args.batch_size, offdiag=args.offdiag, device=args.device)
-        st = layer_stats(hidden_fn, m["tokens"], **kw, erank=args.erank, tick=ticker(args.n_texts, "texts"))
-        if args.standardize:  # a second pass, with every channel standardised by the first pass's statistics
-            mean, sd = channel_moments(st, args.n_texts * args.seq_len)
-            st["within_std"] = standardized_within(hidden_fn, m["tokens"], mean, sd, **kw,
-                                                   tick=ticker(args.n_texts, "texts, standardised"))
-        del net, hidden_fn  # one model in memory at a time
-        summary = summarize(st, args.offdiag, args.last_n, boot_idx, args.ci, args.rogue_k)
-        t2 = time.perf_counter()
-        r = dict(name=m["name"], kind=m["kind"], n_params=n_params, n_params_non_embedding=n_non_emb,
-                 tokens_seen=m["tokens_seen"], run=m.get("run"), documents=m["starts"],
-                 load_seconds=round(t1 - t0, 2), measure_seconds=round(t2 - t1, 2), seconds=round(t2 - t0, 2),
-                 **summary)
+        r = measure_one(m, args, boot_idx)
         results.append(r)
-        print(f"{r['name']}: rho {r['spearman']:+.3f}, excess rho {r['excess_spearman']:+.3f}, tau {r['kendall']:+.3f}, "
-              f"last layer {r['last_layer_mean']:.3f} (loaded in {t1 - t0:.1f} s, measured in {t2 - t1:.1f} s)",
-              flush=True)
+        print(f"{r['name']}: rho {r['spearman']:+.3f}, excess rho {r['excess_spearman']:+.3f}, Kendall "
+              f"{r['kendall']:+.3f}, last layer {r['last_layer_mean']:.3f} (loaded in {r['load_seconds']:.1f} s, "
+              f"measured in {r['measure_seconds']:.1f} s)", flush=True)
     sized = sorted(results, key=lambda r: r["n_params"]) if len({r["n_params"] for r in results}) > 2 else []
+    size_trend = {key: trend([r[key] for r in sized], [r["spearman"] for r in sized])
+                  for key in ("n_params", "n_params_non_embedding")}
     report = {"settings": {k: v for k, v in vars(args).items() if k != "models"} | {"data": described},
-              "size_trend": {key: trend([r[key] for r in sized], [r["spearman"] for r in sized])
-                             for key in ("n_params", "n_params_non_embedding")} | {
-                                 "families": sorted({plots.family(r) for r in sized})} if sized else None,
+              "definitions": DEFINITIONS,
+              "size_trend": size_trend | {"families": sorted({plots.family(r) for r in sized})} if sized else None,
               "pairs": [pair(a, b, args.ci) for a, b in zip(results[::2], results[1::2])] if args.paired else [],
               "runs": {run: trend([r["tokens_seen"] for r in rs], [r["spearman"] for r in rs])
                        for run, rs in snapshot_runs(results).items()},
@@ -462,37 +503,59 @@ RANKS = ("spearman", "spearman_p", "spearman_ci", "kendall", "kendall_p", "kenda
 CSV_KEYS = ("name", "n_params", "n_params_non_embedding", "tokens_seen", "n_hidden", *RANKS, "last_layer_mean",
             "last_n_mean", *(f"{m}_{k}" for m in MEASURES for k in RANKS),
             *(f"last_layer_{m}" for m in (*MEASURES, "erank_ratio")), "load_seconds", "measure_seconds", "seconds")
-LAYER_KEYS = ("across", "excess", "rogue", "erank", "erank_ratio", "within_std")  # condensation_layers.csv's columns
+LAYER_KEYS = ("across", "excess", "rogue", "erank", "erank_ratio", "within_std")  # condensation_layers.csv's
 
 
-def write_outputs(results, report, folder, size_by="n_params"):
+def write_outputs(results, report, folder, size_by="n_params", figures=True):
     text = re.sub(r"(?<=[\s\[])-?(NaN|Infinity)\b", "null", json.dumps(report, indent=1))  # e.g. rho of a flat curve
-    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)  # short lists
+    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
     (folder / "condensation.json").write_text(text + "\n")
     cell = lambda v: " ".join(map(str, v)) if isinstance(v, list) else v  # a confidence interval as "lo hi"
     layer_rows = [[r["name"], layer, layer / (r["n_hidden"] - 1), r["layer_mean"][layer], r["layer_std"][layer],
                    *(r["layer_" + k][layer] if "layer_" + k in r else None for k in LAYER_KEYS)]
                   for r in results for layer in range(r["n_hidden"])]
     tables = {"condensation.csv": [CSV_KEYS] + [[cell(r.get(k)) for k in CSV_KEYS] for r in results],
-              "condensation_layers.csv": [("name", "layer", "layer_fraction", "mean", "std", *LAYER_KEYS)] + layer_rows}
+              "condensation_layers.csv": [("name", "layer", "layer_fraction", "mean", "std", *LAYER_KEYS)]
+              + layer_rows}
     for name, rows in tables.items():
         with open(folder / name, "w", newline="") as f:
             csv.writer(f).writerows(rows)
-    plots.draw_all(results, snapshot_runs(results), folder, size_by)
+    (folder / "README.md").write_text(columns_readme())
+    if figures:
+        plots.draw_all(results, snapshot_runs(results), folder, size_by)
+
+
+def columns_readme():
+    """README.md of a results folder: what its files and columns are."""
+    lines = ["# measure.py's results", "", "- `condensation.json`: the settings, every number of every model, "
+             "the size trend, paired differences and trends over training snapshots.",
+             "- `condensation.csv`: one row per model; `condensation_layers.csv`: one row per model and layer "
+             "(`mean` is within, `std` its spread over texts).",
+             "- `X_spearman`, `X_kendall`: rank correlation of measure X with depth (no prefix: within), with "
+             "p-values and bootstrap intervals over texts (`lo hi`); `last_layer_X`: the last layer's value.", "",
+             "The measures, per layer:", ""]
+    return "\n".join(lines + [f"- `{k}`: {v}." for k, v in DEFINITIONS.items()]) + "\n"
+
+
+def interval(value, ci):
+    """value [lo, hi] with the digits that tell lo, value and hi apart (three decimals at least)."""
+    if not ci:
+        return f"{value:+.3f}"
+    spread = max(abs(ci[1] - ci[0]), abs(value - ci[0]), abs(ci[1] - value))
+    digits = 3 if spread == 0 else max(3, min(6, 1 - int(np.floor(np.log10(spread)))))
+    return f"{value:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
 def print_table(results, report, last_n, size_by="n_params"):
-    def fmt(r, k):  # r[k] and its confidence interval r[k_ci], when it has one
-        ci = r.get(k + "_ci")
-        return f"{r[k]:+.3f}" + (f" [{ci[0]:+.2f},{ci[1]:+.2f}]" if ci else "")
+    fmt = lambda r, k: interval(r[k], r.get(k + "_ci"))
     std, erank = "within_std_spearman" in results[0], "last_layer_erank_ratio" in results[0]
-    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>22s} {'excess rho [CI]':>22s} "
-          + (f"{'std rho [CI]':>22s} " if std else "") + f"{'tau [CI]':>22s} {'last':>6s} {f'last{last_n}':>6s}"
-          + (f" {'erank/C':>7s}" if erank else ""))
+    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>26s} {'excess rho [CI]':>26s} "
+          + (f"{'std rho [CI]':>26s} " if std else "") + f"{'Kendall [CI]':>26s} {'last':>6s} "
+          f"{f'last{last_n}':>6s}" + (f" {'erank/C':>7s}" if erank else ""))
     for r in sorted(results, key=lambda r: r["n_params"]):
-        print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M "
-              f"{r['n_hidden']:4d} {fmt(r, 'spearman'):>22s} {fmt(r, 'excess_spearman'):>22s} "
-              + (f"{fmt(r, 'within_std_spearman'):>22s} " if std else "") + f"{fmt(r, 'kendall'):>22s} "
+        print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M"
+              f" {r['n_hidden']:4d} {fmt(r, 'spearman'):>26s} {fmt(r, 'excess_spearman'):>26s} "
+              + (f"{fmt(r, 'within_std_spearman'):>26s} " if std else "") + f"{fmt(r, 'kendall'):>26s} "
               f"{r['last_layer_mean']:6.3f} {r['last_n_mean']:6.3f}"
               + (f" {r['last_layer_erank_ratio']:7.3f}" if erank else ""))
     if report["size_trend"]:
@@ -503,8 +566,12 @@ def print_table(results, report, last_n, size_by="n_params"):
         if len(families := report["size_trend"]["families"]) > 1:
             print(f"note: the size trend mixes model families ({', '.join(families)})")
     for p in report["pairs"]:
-        print(f"{p['other']} - {p['base']}: d_rho {fmt(p, 'd_spearman')}, d_excess_rho {fmt(p, 'd_excess_spearman')}, "
-              f"d_last {p['d_last_layer_mean']:+.3f}" + ("" if p["same_texts"] else " (texts differ)"))
+        print(f"{p['other']} - {p['base']}: d_rho {fmt(p, 'd_spearman')}, d_excess_rho "
+              f"{fmt(p, 'd_excess_spearman')}, d_last {p['d_last_layer_mean']:+.4f}"
+              + ("" if p["same_texts"] else " (texts differ)"))
+    if report["pairs"]:
+        print("intervals: a bootstrap over the texts, for these models: differences between training seeds are not "
+              "in them, and a rank correlation over few layers moves in steps (1/28 over 7 layers)")
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -524,15 +591,16 @@ def parse_args(argv=None):
     p.add_argument("--field", default="text", help="JSON field holding the text of a .jsonl file")
     p.add_argument("--n_texts", type=int, default=100, help="texts per model (the paper: 100)")
     p.add_argument("--seq_len", type=int, default=None,
-                   help=f"tokens per text (default: the paper's {SEQ_LEN}, or the models' smallest context if shorter)")
+                   help=f"tokens per text (default: the paper's {SEQ_LEN}, or the models' smallest context)")
     p.add_argument("--seed", type=int, default=0, help="seeds the choice of documents and the bootstrap")
     p.add_argument("--offdiag", action="store_true", help="leave each token's cosine with itself (1) out")
     p.add_argument("--standardize", action="store_true",
                    help="also within_std: a second pass with every channel standardised (mean 0, variance 1)")
     p.add_argument("--erank", action="store_true",
                    help="also erank, from a C x C second moment summed over all tokens: L C^2 / 2 multiply-adds a "
-                        "token, about 5%% more time for GPT-2 (see the README's Cost)")
-    p.add_argument("--rogue_k", type=int, default=3, help="rogue: the share of the squared norm in the k largest channels")
+                        "token, about 5%% more time for GPT-2")
+    p.add_argument("--rogue_k", type=int, default=3, help="rogue: the share of the squared norm in the k largest "
+                                                          "channels")
     p.add_argument("--last_n", type=int, default=3, help="also report the mean over the last n layers")
     p.add_argument("--n_boot", type=int, default=N_BOOT, help="bootstrap resamples of the texts (0: no CIs)")
     p.add_argument("--ci", type=float, default=0.95, help="confidence level of the bootstrap intervals")
@@ -559,10 +627,12 @@ def main(argv=None):
     args = parse_args(argv)
     size_by = "n_params" if args.size_by == "total" else "n_params_non_embedding"
     try:
+        if unwritable := check_writable(args.out, "--out"):  # refused now, not after the whole measurement
+            raise MeasureError(unwritable)
         results, report = measure_all(args)
         out = write_results(args.out, lambda folder: write_outputs(results, report, folder, size_by),
                             lambda out: [*out.glob("condensation*.*"), *out.glob("training*.png"),
-                                         *(out / f for f in FIGURES)])
+                                         out / "README.md", *(out / f for f in FIGURES)])
     except (MeasureError, ModelError, DataError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
     print_table(results, report, args.last_n, size_by)

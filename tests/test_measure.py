@@ -120,15 +120,21 @@ def all_measures(texts, offdiag=False, k=3, boot_idx=None):
     return {m: r["layer_" + m][0] for m in ("mean", *measure.MEASURES, "erank_ratio")} | {"all": r, "stats": st}
 
 
+def paper(texts, offdiag=False, batch_size=2):
+    """measure.paper_measure on one layer given as its texts' hidden states [N, T, C]."""
+    h = torch.as_tensor(np.asarray(texts), dtype=torch.float32)
+    idx = torch.arange(len(h))[:, None].expand(-1, h.shape[1])  # token 0 of each text names the text
+    return measure.paper_measure(lambda i: [h[i[:, 0]]], idx, batch_size, offdiag)
+
+
 @pytest.mark.parametrize("offdiag", [False, True])
-def test_cosines_match_numpy(offdiag):
+def test_paper_measure_matches_numpy(offdiag):
+    """The paper's measure, text by text: each text's mean cosine, and the matrices averaged entry by entry."""
     h = torch.randn(3, 7, 5, generator=torch.Generator().manual_seed(0))
-    cos = measure.cosine_matrices(h)
-    means = measure.matrix_means(cos, offdiag)
-    for b in range(3):
-        ref = numpy_cosines(h[b])
-        assert np.allclose(cos[b].numpy(), ref, atol=1e-6)
-        assert abs(means[b].item() - numpy_mean(ref, offdiag)) < 1e-6
+    got = paper(h, offdiag)
+    refs = [numpy_cosines(t) for t in h]
+    assert np.allclose(got["within"][:, 0], [numpy_mean(c, offdiag) for c in refs], atol=1e-6)
+    assert np.allclose(got["avg"][0].numpy(), np.mean(refs, 0), atol=1e-6)
 
 
 @pytest.mark.parametrize("offdiag", [False, True])
@@ -154,7 +160,7 @@ def test_identical_tokens():
     v = torch.randn(16, generator=torch.Generator().manual_seed(0))
     h = v * (1 + 4 * torch.rand(4, 10, 1, generator=torch.Generator().manual_seed(1)))  # one direction, any length
     for offdiag in (False, True):
-        assert torch.allclose(measure.matrix_means(measure.cosine_matrices(h), offdiag), torch.ones(4), atol=1e-6)
+        assert np.allclose(paper(h, offdiag)["within"], 1, atol=1e-6)
     got = all_measures(h.numpy())
     assert got["mean"] == pytest.approx(1, abs=1e-6) and got["across"] == pytest.approx(1, abs=1e-6)
     assert got["excess"] == pytest.approx(0, abs=1e-6) and got["erank"] == pytest.approx(1, abs=1e-4)
@@ -164,9 +170,8 @@ def test_identical_tokens():
 def test_orthonormal_tokens():
     N, T, C = 3, 4, 16
     q, _ = torch.linalg.qr(torch.randn(C, C, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
-    cos = measure.cosine_matrices(q[None, :T])
-    assert abs(measure.matrix_means(cos).item() - 1 / T) < 1e-6  # only the diagonal's T ones, over T^2 entries
-    assert abs(measure.matrix_means(cos, offdiag=True).item()) < 1e-6
+    assert paper(q[None, :T])["within"][0, 0] == pytest.approx(1 / T, abs=1e-6)  # only the diagonal's T ones
+    assert paper(q[None, :T], offdiag=True)["within"][0, 0] == pytest.approx(0, abs=1e-6)
     got = all_measures(q[:N * T].reshape(N, T, C).numpy())  # every token of every text orthogonal to every other
     assert got["mean"] == pytest.approx(1 / T, abs=1e-6) and got["across"] == pytest.approx(0, abs=1e-6)
     assert got["erank"] == pytest.approx(N * T, abs=1e-4) and got["erank_ratio"] == pytest.approx(N * T / C)
@@ -425,8 +430,9 @@ def test_cli_outputs_and_figures(corpus, capsys):
     report = measure.main([str(tmp / "small.pt"), str(tmp / "big.pt"), "--data", str(tmp / "docs.jsonl"),
                            "--out", str(out), "--paired", "--standardize", "--erank", *FAST])
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["condensation.csv", "condensation.json", "condensation_layers.csv", "heatmaps.png",
+    assert files == ["README.md", "condensation.csv", "condensation.json", "condensation_layers.csv", "heatmaps.png",
                      "layer_means.png", "layer_measures.png"]  # no size trend from two models
+    assert all(f"`{m}`" in (out / "README.md").read_text() for m in measure.DEFINITIONS)
     saved = json.loads((out / "condensation.json").read_text())
     assert [m["name"] for m in saved["models"]] == [str(tmp / "small.pt"), str(tmp / "big.pt")]
     small, big = saved["models"]
