@@ -3,7 +3,8 @@ Open a MODEL argument, one way for every script: measure.py, evaluate.py, sample
 --init_from and --teacher. A MODEL is
 
     out/run1  out/run1/ckpt.pt  out/run1/ckpt_000500.pt   one of our run directories (its ckpt.pt) or checkpoints
-    gpt2  gpt2-medium  path/to/gpt2_dir                   GPT-2 weights: a name in the Hugging Face cache or a folder
+    gpt2  gpt2-medium  org/name  path/to/gpt2_dir         GPT-2 weights: a folder, or a hub name (the Hugging Face
+                                                          cache, else downloaded into it)
     hf:Qwen/Qwen3-0.6B  hf:path/to/dir  hf:NAME@REVISION  any Hugging Face causal LM (optional `transformers`)
 
 open_model() checks the argument and reads the tokenizer without loading any weights, so that a script can reject
@@ -27,7 +28,7 @@ import model as gpt
 from support import hub
 from data.tokenizer import eot_token, get_tokenizer, vocab_size
 
-GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+GPT2_NAMES = hub.GPT2_NAMES  # gpt2, gpt2-medium, gpt2-large, gpt2-xl: openai-community/<name> on the hub
 
 
 class ModelError(ValueError):
@@ -81,9 +82,9 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
     except pickle.UnpicklingError:  # torch.load refused to unpickle it: the refusal keeps a stranger's code out
         raise ValueError(f"{path} is not a readable checkpoint: it holds Python objects beyond tensors and plain "
                          "types, which are not loaded (they could run code)") from None
-    except RuntimeError as e:  # what PyTorch's zip reader says of a file cut short or damaged
-        reason = str(e).strip().split(". ")[0]
-        raise ValueError(f"{path} is not a readable checkpoint: it is corrupt or incomplete ({reason})") from None
+    except RuntimeError:  # PyTorch's zip reader on a file cut short or damaged
+        raise ValueError(f"{path} is not a readable checkpoint: it is corrupt or incomplete (a copy or a save that "
+                         "did not finish?)") from None
     except Exception as e:
         raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
@@ -112,12 +113,12 @@ def open_model(spec, snapshots=False):
         return [open_checkpoint(f, str(f) if snapshots else spec) for f in files]
     if path.is_file():
         return [open_checkpoint(path, spec)]
-    if path.is_dir() or spec in GPT2_NAMES or spec.startswith("openai-community/gpt2"):
-        return [open_gpt2(spec)]
+    if path.is_dir() or (hub.hub_repo(spec) and not spec.endswith(".pt")):
+        return [open_gpt2(spec)]  # a folder, gpt2 ... gpt2-xl or a hub repo org/name: the cache, else downloaded
     if spec.endswith(".pt") or os.sep in spec:
         raise ModelError(f"no such file or directory: {spec}")
     raise ModelError(f"unknown model {spec!r}: not a checkpoint file or run directory, a GPT-2 name "
-                     f"({', '.join(GPT2_NAMES)}) or directory, nor hf:<name or directory>")
+                     f"({', '.join(GPT2_NAMES)}), hub repo (org/name) or directory, nor hf:<name or directory>")
 
 
 def open_checkpoint(path, name):
@@ -146,7 +147,7 @@ def open_checkpoint(path, name):
 
 def open_gpt2(spec):
     try:
-        folder = hub.find_pretrained(spec)  # a clear FileNotFoundError when it is not in the cache
+        folder = hub.find_pretrained(spec)  # the cache, else the hub; a one-line FileNotFoundError if neither
     except FileNotFoundError as e:
         raise ModelError(str(e)) from None
     config = json.loads(Path(folder, "config.json").read_text())

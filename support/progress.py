@@ -60,3 +60,33 @@ def ticker(total, what):
     line = progress(range(total), what=what)
     next(line, None)  # starts its clock; each later next() counts one unit as done
     return lambda n: [next(line, None) for _ in range(n)]
+
+
+def byte_meter(total, what, file=None, every=None):
+    """The line for a transfer of total bytes (None: unknown), `  model.safetensors 1.20/6.43 GB, 35.1 MB/s, 2 min
+    40 s left`, paced as progress() paces its line (stderr by default: a script's output stays clean): add(n) as n
+    more bytes arrive; add(0, final="done in") closes it, saying so."""
+    file = file or sys.stderr
+    tty = getattr(file, "isatty", lambda: False)()
+    every = every if every is not None else (0.5 if tty else 10.0)
+    unit, scale = ("GB", 1e9) if (total or 0) >= 1e9 else ("MB", 1e6)
+    t0 = time.perf_counter()
+    state = {"done": 0, "last": t0, "width": 60}
+
+    def add(n, final=None):
+        state["done"] += n
+        now = time.perf_counter()
+        if final is None and now - state["last"] < every:
+            return
+        state["last"], elapsed, done = now, now - t0, state["done"]
+        rate = done / elapsed if elapsed > 0 else 0.0
+        text = f"  {what} {done / scale:,.2f}" + (f"/{total / scale:,.2f}" if total else "")
+        text += f" {unit}, {rate / 1e6:,.1f} MB/s"
+        if final:
+            text += f", {final} {fmt_seconds(elapsed)}"
+        elif total and rate > 0:
+            text += f", {fmt_seconds((total - done) / rate)} left"
+        state["width"] = max(state["width"], len(text))  # a shorter line still covers the last one
+        end = "\n" if final or not tty else ""
+        print(("\r" if tty else "") + text.ljust(state["width"] if tty else 0), end=end, file=file, flush=True)
+    return add
