@@ -28,11 +28,11 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm, as in GPT-2; False is a little faster and no worse
 
     def __post_init__(self):
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.n_inner is not None and self.n_inner < 1:
             raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner}")
         if not 0.0 <= self.dropout < 1.0:

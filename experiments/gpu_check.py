@@ -51,7 +51,6 @@ import torch  # noqa: E402
 
 from experiments import bench  # noqa: E402
 import dispersion  # noqa: E402
-import flags  # noqa: E402
 import gpu_sweep  # noqa: E402
 import train  # noqa: E402
 from data import prepare as dataprep  # noqa: E402
@@ -258,7 +257,7 @@ def check_angular(run):
 
 def check_fused_adamw(run):
     """train.py's optimizer (fused on CUDA) against plain AdamW, three steps from the same weights and gradients."""
-    a = flags.build_parser().parse_args(["--learning_rate", "1e-3"])
+    a = train.build_parser().parse_args(["--learning_rate", "1e-3"])
     net = random_gpt(run, n_layer=2).to(run.device)
     twin, start = copy.deepcopy(net), [p.detach().clone() for p in net.parameters()]
     opt = train.configure_optimizer(net, a, run.device)

@@ -25,6 +25,7 @@ import threading
 
 import torch
 
+from support.checks import check_writable
 from support.load import load_checkpoint, open_model
 
 try:
@@ -60,9 +61,15 @@ def check_out_dir(out_dir, resume, overwrite):
         raise RunDirError(f"--out_dir {out_dir} is a file, not a folder")
     old = run_files(out_dir)
     if old and not resume and not overwrite:
-        raise RunDirError(f"--out_dir {out_dir} already holds a run ({', '.join(old[:3])}"
-                          f"{', ...' if len(old) > 3 else ''}): continue it with --init_from resume, choose another "
-                          "--out_dir, or add --overwrite to delete it")
+        files = ", ".join(old[:3]) + (", ..." if len(old) > 3 else "")
+        if "ckpt.pt" not in old:  # killed before its first checkpoint: there is nothing to resume
+            raise RunDirError(f"--out_dir {out_dir} holds a run that stopped before its first checkpoint "
+                              f"({files}): start it again with --overwrite, or choose another --out_dir")
+        raise RunDirError(f"--out_dir {out_dir} already holds a run ({files}): continue it with --init_from "
+                          "resume, choose another --out_dir, or add --overwrite to delete it")
+    writable = check_writable(out_dir, "--out_dir")
+    if writable:
+        raise RunDirError(writable)
 
 
 def lock_out_dir(out_dir, resume, overwrite):
@@ -210,6 +217,18 @@ def stop_asked(asked, ddp, device):
     return flag.item() > 0
 
 
+def check_model_flags(a, given, shape, start):
+    """Trained weights fix the model's shape: a model flag given with another value stops the run with one line
+    (start says what fixes it), and every model flag takes the weights' value, so config.json says what the model
+    is."""
+    fixed = [f"--{k} {getattr(a, k)}" for k in MODEL_FLAGS if k in given and getattr(a, k) != shape.get(k)]
+    if fixed:
+        raise RunDirError(f"{start} with {', '.join(fixed)}: the checkpoint's weights fix the model to "
+                          + ", ".join(f"{k} {shape.get(k)}" for k in MODEL_FLAGS))
+    for k in MODEL_FLAGS:
+        setattr(a, k, shape.get(k))
+
+
 def resume_checkpoint(a, given):
     """Read out_dir/ckpt.pt for --init_from resume and take the run's saved flags for every flag not given; a flag
     given that changes the run (RUN_FLAGS) stops it unless --allow_changes; the model's shape never changes."""
@@ -217,15 +236,18 @@ def resume_checkpoint(a, given):
     try:
         ckpt = load_checkpoint(path)
         open_model(path)  # checks, without building the model, that its weights fit its model_args
-    except (FileNotFoundError, ValueError) as e:
+    except FileNotFoundError as e:
+        if any(glob.glob(os.path.join(a.out_dir, "ckpt_[0-9]*.pt"))):
+            raise RunDirError(f"cannot resume: {e} (the ckpt_NNNNNN.pt snapshots hold weights only: start a new "
+                              "run from one with --init_from PATH)")
         raise RunDirError(f"cannot resume: {e}")
-    saved, shape = ckpt.get("config", {}), ckpt["model_args"]
-    fixed = [f"--{k} {getattr(a, k)}" for k in MODEL_FLAGS if k in given and getattr(a, k) != shape.get(k)]
-    if fixed:
-        raise RunDirError(f"cannot resume with {', '.join(fixed)}: the checkpoint's weights fix the model to "
-             + ", ".join(f"{k} {shape.get(k)}" for k in MODEL_FLAGS))
-    for k in MODEL_FLAGS:
-        setattr(a, k, shape.get(k))
+    except ValueError as e:
+        raise RunDirError(f"cannot resume: {e}")
+    if "optimizer" not in ckpt:  # a --save_every snapshot copied over ckpt.pt: weights without optimizer state
+        raise RunDirError(f"cannot resume: {path} is a --save_every snapshot (weights only, no optimizer or RNG "
+                          f"state); start a new run from its weights with --init_from {path}")
+    saved = ckpt.get("config", {})
+    check_model_flags(a, given, ckpt["model_args"], "cannot resume")
     for k, v in saved.items():
         if hasattr(a, k) and k not in given and k not in NOT_SAVED + MODEL_FLAGS:
             setattr(a, k, v)
@@ -237,3 +259,27 @@ def resume_checkpoint(a, given):
     if a.max_iters < ckpt["iter_num"]:
         raise RunDirError(f"--max_iters {a.max_iters} is behind the checkpoint, which is at step {ckpt['iter_num']}")
     return ckpt
+
+
+def schedule_note(a, it):
+    """What a resumed run that grew --max_iters past the saved schedule's end does (a resume does not stretch the
+    schedule: no uninterrupted run would have the stretched one). -> a note, or None."""
+    if a.max_iters <= a.lr_decay_iters or it >= a.max_iters:
+        return None
+    if a.warmup_iters <= a.lr_decay_iters:
+        return (f"note: steps past lr_decay_iters {a.lr_decay_iters} run at min_lr {a.min_lr:g} (the saved "
+                "schedule; a resume does not stretch it)")
+    return (f"note: the saved schedule's warmup ({a.warmup_iters} steps) outlasts its lr_decay_iters "
+            f"{a.lr_decay_iters}: the learning rate keeps rising until step {a.warmup_iters}, then runs at min_lr "
+            f"{a.min_lr:g} (a resume does not stretch the schedule)")
+
+
+def stop_run(writes, ckpt_path, it, ddp):
+    """After a Ctrl-C, once ckpt.pt holds this step: the other processes wait for the save (torchrun stops every
+    process once one has ended), then the run ends with the command that continues it."""
+    if ddp:
+        torch.distributed.barrier()
+    if writes:
+        print(f"interrupted: saved {ckpt_path} at step {it}; continue with: python train.py --init_from resume "
+              f"--out_dir {os.path.dirname(ckpt_path)}", file=sys.stderr, flush=True)
+    raise SystemExit(130)

@@ -36,13 +36,13 @@ def test_compiled_training_matches_eager(tmp_path, bpe_data, teacher, kind):
     compiled = train_records(run(tmp_path / "compiled", bpe_data, "--compile", *flags))
     assert set(eager) == set(compiled) == set(range(1, 6))
     for i in eager:
-        for key in ("loss", "ce", "disp", "kd"):
+        for key in ("loss", "ce", "disp", "kl"):
             assert (key in eager[i]) == (key in compiled[i])
             if key in eager[i]:
                 assert compiled[i][key] == pytest.approx(eager[i][key], abs=1e-4), (i, key)
-    assert ("disp" in eager[1]) == (kind == "angular") and ("kd" in eager[1]) == (kind == "teacher")
+    assert ("disp" in eager[1]) == (kind == "angular") and ("kl" in eager[1]) == (kind == "teacher")
     if kind == "teacher":
-        assert eager[1]["kd"] > 1e-3  # another model: distillation really is in the loss
+        assert eager[1]["kl"] > 1e-3  # another model: distillation really is in the loss
     assert eager[5]["loss"] < eager[1]["loss"]
 
 
@@ -62,7 +62,7 @@ def test_compiled_checkpoint_resumes_in_eager_mode(tmp_path, bpe_data):
 
 
 def test_angular_autograd_function_compiles():
-    """_Angular's hand-written backward, traced by dynamo and lowered by inductor, against eager autograd."""
+    """AngularFast's hand-written backward, traced by dynamo and lowered by inductor, against eager autograd."""
     torch.manual_seed(0)
     h = torch.randn(2, 3, 16, 8)
     h[0, 0, 1] = h[0, 0, 0]  # two identical tokens: the clamp and its straight-through gradient are exercised
@@ -79,21 +79,21 @@ def test_angular_autograd_function_compiles():
 
 
 def test_bf16_autocast_on_cpu_trains_close_to_float32(tmp_path, bpe_data, monkeypatch):
-    seen = []  # (autocast on where the loss is called, dtype and autocast inside the per-sequence computation)
-    real_layer, real_seq = dispersion.layer_dispersion, dispersion._per_sequence
+    seen = []  # (autocast on where the loss is called, dtype and autocast inside the loss's products)
+    real_layer, real_gram = dispersion.layer_dispersion, dispersion.gram
 
     def layer_spy(hidden, *args, **kwargs):
         seen.append(("call", torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
         return real_layer(hidden, *args, **kwargs)
 
-    def seq_spy(z, *args):
+    def gram_spy(z):
         seen.append(("inside", torch.is_autocast_enabled("cpu"), z.dtype))
-        out = real_seq(z, *args)
+        out = real_gram(z)
         assert out.dtype == torch.float32
         return out
 
     monkeypatch.setattr(dispersion, "layer_dispersion", layer_spy)
-    monkeypatch.setattr(dispersion, "_per_sequence", seq_spy)
+    monkeypatch.setattr(dispersion, "gram", gram_spy)
     flags = ("--no-compile", "--max_iters", 5, "--eval_interval", 5, "--disp", "angular")
     fp32 = train_records(run(tmp_path / "fp32", bpe_data, "--dtype", "float32", *flags))
     assert {s[1] for s in seen if s[0] == "call"} == {False}

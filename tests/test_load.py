@@ -42,7 +42,7 @@ def test_load_gpt_gives_trained_weights_and_keeps_the_tokenizer(tmp_path):
     got, tok = load.load_gpt(str(tmp_path / "run"), dropout=0.25)
     assert tok == {"name": "gpt2"} and got.config.dropout == 0.25
     assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), net.state_dict().values()))
-    assert train.load_weights is not None and train.load_weights(str(tmp_path / "run"))[1] == tok  # train uses it
+    assert train.trained_weights(str(tmp_path / "run"), "--init_from")[1] == tok  # train uses it
     (m,) = load.open_model(str(tmp_path / "run"))
     assert m["eot"] == 50256 and m["n_vocab"] == 50257 and m["encode"]("Hello world") == [15496, 995]
 

@@ -28,7 +28,7 @@ def test_a_run_that_appears_while_loading_stops_this_one_and_frees_the_lock(tmp_
     rundir.check_out_dir(out, resume=False, overwrite=False)  # nothing there yet
     os.makedirs(out)
     open(os.path.join(out, "log.jsonl"), "w").close()  # meanwhile another run started and wrote
-    with pytest.raises(rundir.RunDirError, match="already holds a run"):
+    with pytest.raises(rundir.RunDirError, match="holds a run"):
         rundir.lock_out_dir(out, resume=False, overwrite=False)
     lock = rundir.lock_out_dir(out, resume=True, overwrite=False)  # the lock was let go: a resume takes it
     assert open(os.path.join(out, rundir.LOCK_FILE)).read().startswith(f"pid {os.getpid()} on ")
