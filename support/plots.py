@@ -78,7 +78,7 @@ def family(r):
 
 
 def plot_heatmaps(results, path):
-    """The paper's figure: per model, x = layer fraction, y = cosine similarity, colour = the share of token pairs in
+    """The paper's figure: per model, x = layer, y = cosine similarity, colour = the share of token pairs in
     each of 128 bins of that layer's averaged cosine matrix; one (log) colour scale for all models."""
     from matplotlib import colormaps, colors
     cols = min(len(results), 6)
@@ -88,14 +88,30 @@ def plot_heatmaps(results, path):
     norm, cmap = colors.LogNorm(top * 1e-4, top), colormaps["viridis"].with_extremes(bad=colormaps["viridis"](0))
     with figure(path, (3 * cols + 1.2, 2.8 * rows), nrows=rows, ncols=cols, squeeze=False, sharey=True) as (fig, axes):
         for ax, r in zip(axes.flat, results):
-            x = np.linspace(0, 1, r["n_hidden"] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
-            mesh = ax.pcolormesh(x, np.linspace(-1, 1, r["hist"].shape[1] + 1), r["hist"].T, norm=norm, cmap=cmap)
+            mesh = ax.pcolormesh(*layer_edges(r["hist"]), r["hist"].T, norm=norm, cmap=cmap)
             ax.set_title(short(r["name"], 40), fontsize=8)
-            ax.set_xlabel("layer fraction")
+            layer_ticks(ax, r["n_hidden"])
         for ax in axes.flat[len(results):]:
             ax.axis("off")
         axes[0, 0].set_ylabel("cosine similarity")
+        fig.suptitle(HEATMAP_NOTE, fontsize=8)
         fig.colorbar(mesh, ax=axes, label="share of token pairs")
+
+
+HEATMAP_NOTE = ("each column: one layer's cosines between two tokens of a text, pooled over texts; the bright line "
+                "at cosine 1 is each token with itself (a 1/T share)")
+
+
+def layer_edges(hist):
+    """The cells of a heatmap [L + 1, bins]: layer l spans l - 1/2 .. l + 1/2, the bins span -1 .. 1."""
+    return np.arange(hist.shape[0] + 1) - 0.5, np.linspace(-1, 1, hist.shape[1] + 1)
+
+
+def layer_ticks(ax, n_hidden, label="layer (0 = embeddings)"):
+    """Layer indices on the x axis (at most about 8 of them named)."""
+    step = max(1, math.ceil(n_hidden / 8))
+    ax.set_xticks(range(0, n_hidden, step))
+    ax.set_xlabel(label)
 
 
 def plot_layer_means(results, path):
@@ -132,7 +148,7 @@ def plot_size_trend(results, path, size_by="n_params"):
                         textcoords="offset points")
         ax.axhline(0, color="grey", lw=0.5)
         mixed = f"\nmodels of {len(families)} families: {', '.join(families)}" if len(families) > 1 else ""
-        ax.set(xlabel="non-embedding parameters" if size_by != "n_params" else "parameters",
+        ax.set(xlabel=("non-embedding parameters" if size_by != "n_params" else "parameters") + " (log scale)",
                ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05),
                title="condensation against model size" + mixed)
         ax.legend(fontsize=8)
@@ -149,40 +165,56 @@ def model_colours(n):
     return [colormaps["viridis"](i / (n - 1)) for i in range(n)]
 
 
+def measure_panels(runs):
+    """The panels of a layer-measures figure: within and across, excess at its own scale, and within_std and
+    erank when every run has them."""
+    return ["within", "excess", *(["within_std"] if all("layer_within_std" in r for r in runs) else []),
+            *(["erank"] if all("layer_erank_ratio" in r for r in runs) else [])]
+
+
 def plot_layer_measures(results, path):
-    """Per layer, one colour per model: within (solid) and across (dashed) mean cosine, so that excess is the gap
-    between them; within after standardising each channel and the effective rank over the width, when measured."""
-    panels = ["within", *(["within_std"] if "layer_within_std" in results[0] else []),
-              *(["erank"] if "layer_erank_ratio" in results[0] else [])]
+    """Per layer, one colour per model: within (solid) and across (dashed) mean cosine, excess, and within after
+    standardising each channel and the effective rank over the width, when measured."""
+    panels = measure_panels(results)
     colours = model_colours(len(results))
     # the legend sits to the right of the panels: room for it, and for the first title, even with one panel
-    with figure(path, (4.6 * len(panels) + 1.6, 4.4), ncols=len(panels), squeeze=False) as (fig, axes):
+    with figure(path, (4.2 * len(panels) + 1.8, 4.4), ncols=len(panels), squeeze=False) as (fig, axes):
         axes = dict(zip(panels, axes[0]))
         for r, colour in zip(results, colours):
-            x = np.linspace(0, 1, r["n_hidden"])
+            x = np.arange(r["n_hidden"])
             axes["within"].plot(x, r["layer_mean"], "-", color=colour, lw=1.2, label=short(r["name"], 32))
             axes["within"].plot(x, r["layer_across"], "--", color=colour, lw=1)
-            if "within_std" in axes:
-                axes["within_std"].plot(x, r["layer_within_std"], "-", color=colour, lw=1.2)
-            if "erank" in axes:
-                axes["erank"].plot(x, r["layer_erank_ratio"], "-", color=colour, lw=1.2)
-        label_layer_measures(axes, "layer fraction")
+            for name, key in (("excess", "layer_excess"), ("within_std", "layer_within_std"),
+                              ("erank", "layer_erank_ratio")):
+                if name in axes:
+                    axes[name].plot(x, r[key], "-", color=colour, lw=1.2)
+        label_layer_measures(axes, results[0])
         fig.legend(*axes["within"].get_legend_handles_labels(), loc="outside right upper", fontsize=7,
                    ncols=1 + len(results) // 24)
 
 
-def label_layer_measures(axes, xlabel):
-    """Titles and labels of the within/across, within_std and erank panels, the per-model figure and the suite's."""
-    axes["within"].plot([], [], "k-", label="within a text")  # the two line styles, in the same legend
-    axes["within"].plot([], [], "k--", label="across texts")
+def label_layer_measures(axes, r):
+    """Titles, labels and marks of the layer-measure panels, for the per-model figure and the suite's. The line
+    styles' key is grey, a colour no setting has; 1/T, within's floor (a text's tokens all orthogonal, each with
+    itself alone), is marked where within is drawn."""
+    for name in ("within", "within_std"):
+        if name in axes and r.get("seq_len"):
+            axes[name].axhline(1 / r["seq_len"], color="grey", lw=0.8, ls=":")
+            axes[name].annotate(f"1/T = {1 / r['seq_len']:.3g}", (0, 1 / r["seq_len"]), fontsize=7, color="grey",
+                                xytext=(2, 2), textcoords="offset points")
+    axes["within"].plot([], [], "-", color="grey", label="within a text (solid)")
+    axes["within"].plot([], [], "--", color="grey", label="across texts (dashed)")
     axes["within"].set(ylabel="mean cosine similarity", title="within (solid) and across (dashed) texts")
+    axes["excess"].set(ylabel="mean cosine difference", title="excess: two tokens of a text minus across")
     if "within_std" in axes:
         axes["within_std"].set(ylabel="mean cosine similarity", title="within, channels standardised")
     if "erank" in axes:
-        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud", ylim=(0, None))
+        axes["erank"].set(ylabel="effective rank / width C", title="effective rank of the token cloud",
+                          ylim=(0, None))
     for ax in axes.values():
-        ax.set_xlabel(xlabel)
+        layer_ticks(ax, r["n_hidden"])
         ax.axhline(0, color="grey", lw=0.5)
+        ax.title.set_fontsize(9)
 
 
 def plot_training(runs, path):
@@ -241,33 +273,32 @@ def heatmap_ylim(hists):
 
 
 def plot_setting_heatmaps(settings, path, what=""):
-    """The paper's Fig. 2a / 3a, one panel per setting: x = layer fraction, y = cosine similarity, colour = the
+    """The paper's Fig. 2a / 3a, one panel per setting: x = layer, y = cosine similarity, colour = the
     share of token pairs in each bin of the layer's text-averaged cosine matrix, averaged over the seeds."""
     from matplotlib import colormaps, colors
     hists = [np.mean([r["hist"] for r in s["runs"]], 0) for s in settings]  # [L + 1, bins] each
     top = max(h.max() for h in hists)
-    edges = np.linspace(-1, 1, hists[0].shape[1] + 1)
     norm, cmap = colors.LogNorm(top * 1e-4, top), colormaps["viridis"].with_extremes(bad=colormaps["viridis"](0))
     cols, rows = heatmap_axes(len(settings))
     with figure(path, (2.9 * cols + 1.3, 2.7 * rows + 0.5), nrows=rows, ncols=cols, squeeze=False,
                 sharey=True) as (fig, axes):
         for ax, s, h in zip(axes.flat, settings, hists):
-            x = np.linspace(0, 1, h.shape[0] + 1)  # layer l of L + 1 spans [l / (L + 1), (l + 1) / (L + 1)]
-            mesh = ax.pcolormesh(x, edges, h.T, norm=norm, cmap=cmap)
+            mesh = ax.pcolormesh(*layer_edges(h), h.T, norm=norm, cmap=cmap)
             # the title in black (a light setting colour would be hard to read) over a bar of the setting's colour,
             # as in the line figures, drawn on the white above the panel, where a dark colour shows too
             ax.set_title(s["label"], fontsize=9, pad=9)
             ax.plot([0, 1], [1.025, 1.025], transform=ax.transAxes, color=s["colour"], lw=4, clip_on=False,
                     solid_capstyle="butt")
             ax.set_ylim(*heatmap_ylim(hists))
-            ax.set_xlabel("layer fraction")
+            layer_ticks(ax, h.shape[0])
         for ax in axes.flat[len(settings):]:
             ax.axis("off")
         for ax in axes[:, 0]:
             ax.set_ylabel("cosine similarity")
         n = sorted({len(s["runs"]) for s in settings})
         seeds = "one seed" if n == [1] else f"averaged over {'/'.join(map(str, n))} seeds"
-        fig.suptitle(f"{what}token-pair cosines by layer (text-averaged matrix, {seeds})", fontsize=10)
+        fig.suptitle(f"{what}token-pair cosines by layer (text-averaged matrix, {seeds})\n{HEATMAP_NOTE}",
+                     fontsize=9)
         fig.colorbar(mesh, ax=axes, label="share of token pairs")
 
 
@@ -290,26 +321,26 @@ def plot_setting_layer_means(settings, path, what=""):
 
 def plot_setting_layer_measures(settings, path, what=""):
     """measure.py's further measures per layer, by setting: the mean cosine within a text (solid) and across texts
-    (dashed, without a band; excess is the gap), within after standardising the channels and the effective rank
-    (each when measured)."""
+    (dashed, without a band), excess at its own scale, within after standardising the channels and the effective
+    rank (each when measured). The legend sits below the panels, off the curves."""
     runs = [r for s in settings for r in s["runs"]]
-    panels = ["within", *(["within_std"] if all("layer_within_std" in r for r in runs) else []),
-              *(["erank"] if all("layer_erank_ratio" in r for r in runs) else [])]
-    with figure(path, (4.4 * len(panels), 4.2), ncols=len(panels), squeeze=False) as (fig, axes):
+    panels = measure_panels(runs)
+    rows = math.ceil(len(settings) / 4)
+    with figure(path, (4.2 * len(panels), 4.2 + 0.25 * rows), ncols=len(panels), squeeze=False) as (fig, axes):
         axes = dict(zip(panels, axes[0]))
         for s in settings:
-            x = np.linspace(0, 1, s["runs"][0]["n_hidden"])
+            x = np.arange(s["runs"][0]["n_hidden"])
             mean_band(axes["within"], x, [r["layer_mean"] for r in s["runs"]], s["colour"], s["label"])
             mean_band(axes["within"], x, [r["layer_across"] for r in s["runs"]], s["colour"], band=False, ls="--")
-            if "within_std" in axes:
-                mean_band(axes["within_std"], x, [r["layer_within_std"] for r in s["runs"]], s["colour"])
-            if "erank" in axes:
-                mean_band(axes["erank"], x, [r["layer_erank_ratio"] for r in s["runs"]], s["colour"])
-        label_layer_measures(axes, "layer fraction (0 = embeddings)")
-        for ax in axes.values():
-            ax.title.set_fontsize(9)
-        axes["within"].legend(fontsize=7)
-        fig.suptitle(f"{what}condensation beside anisotropy and effective rank ({seeds_note(settings)})", fontsize=10)
+            for name, key in (("excess", "layer_excess"), ("within_std", "layer_within_std"),
+                              ("erank", "layer_erank_ratio")):
+                if name in axes:
+                    mean_band(axes[name], x, [r[key] for r in s["runs"]], s["colour"])
+        label_layer_measures(axes, runs[0])
+        fig.legend(*axes["within"].get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+                   ncols=min(len(settings) + 2, 4))
+        fig.suptitle(f"{what}condensation beside anisotropy and effective rank ({seeds_note(settings)})",
+                     fontsize=10)
 
 
 def plot_setting_size(settings, trend, path, what=""):
@@ -328,13 +359,38 @@ def plot_setting_size(settings, trend, path, what=""):
         millions(ax.xaxis)
         ax.xaxis.set_minor_formatter(ax.xaxis.get_major_formatter())  # a short range has only minor ticks
         ax.axhline(0, color="grey", lw=0.5)
-        ax.set(xlabel="parameters", ylabel="Spearman rho of mean cosine with depth", ylim=(-1.05, 1.05))
+        ax.set(xlabel="parameters (log scale)", ylabel="Spearman rho of mean cosine with depth", ylim=(-1.05, 1.05))
         title = f"{what}condensation against size (dots: seeds; bar: min..max)"
         if trend:
             title += (f"\nSpearman(parameters, rho) over {trend['n']} runs = {trend['spearman']:+.2f} "
                       f"(p {trend['spearman_p']:.2g})")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
+
+
+def plot_against_loss(settings, path, what=""):
+    """Condensation against val loss as training goes (loss falling to the right), one colour per setting, each
+    run's snapshots joined in order: rho, the last layer's excess and its mean cosine. Step 0 (a random model,
+    its loss far to the left) is left out."""
+    panels = (("spearman", "Spearman rho of mean cosine with depth"), ("last_layer_excess", "last layer's excess"),
+              ("last_layer_mean", "last layer's mean cosine"))
+    with figure(path, (13, 4.3), ncols=3) as (fig, axes):
+        for s in settings:
+            for i, points in enumerate(s["runs"]):
+                points = [p for p in points if p["step"] > 0]
+                for ax, (key, _) in zip(axes, panels):
+                    ax.plot([p["val"] for p in points], [p[key] for p in points], ".-", color=s["colour"],
+                            lw=1, alpha=0.8, label=s["label"] if i == 0 else None)
+        for ax, (key, label) in zip(axes, panels):
+            ax.invert_xaxis()
+            ax.set(xlabel="val loss (nats per token; training goes to the right)", ylabel=label)
+            if key != "last_layer_mean":
+                ax.axhline(0, color="grey", lw=0.5)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(settings),
+                   fontsize=8)
+        n = sorted({len(s["runs"]) for s in settings})
+        fig.suptitle(f"{what}condensation against val loss ({'/'.join(map(str, n))} seeds per setting, each a line "
+                     "through its snapshots; step 0 not shown)", fontsize=10)
 
 
 def snapshot_step(name):
@@ -390,12 +446,12 @@ def plot_over_training(runs, path):
 
 # ------------------------------------------------------------------------------------------------ loss curves
 
-OLD_NAMES = {"rho": "cond_spearman", "tau": "cond_kendall", "last_cos": "cond_last_layer_mean",  # older logs
-             "cond_rho": "cond_spearman", "cond_tau": "cond_kendall", "cond_last_cos": "cond_last_layer_mean"}
-METRIC_LABELS = {"cond_spearman": "rho of the cosine with depth", "cond_kendall": "tau of the cosine with depth",
-                 "cond_last_layer_mean": "last layer's mean cosine", "cond_last_layer_excess": "last layer's excess",
-                 "cond_last_layer_erank": "last layer's effective rank"}
-NOT_METRICS = {"split", "iter", "tokens", "train", "val", "ppl_val"}
+OLD_NAMES = {"rho": "spearman", "tau": "kendall", "last_cos": "last_layer_mean", "kd": "kl",  # older logs
+             **{f"cond_{k}": k for k in ("spearman", "kendall", "last_layer_mean", "last_layer_excess",
+                                         "last_layer_erank")},
+             "cond_rho": "spearman", "cond_tau": "kendall", "cond_last_cos": "last_layer_mean"}
+CONDENSATION = {"spearman", "kendall", "last_layer_mean", "last_layer_excess", "last_layer_erank", "cond_windows"}
+NOT_METRICS = {"split", "iter", "tokens", "train", "val", "ppl_val"} | CONDENSATION  # the estimate is not drawn
 
 
 def metric_label(key):
@@ -403,7 +459,7 @@ def metric_label(key):
     if key.startswith("bench_"):  # train.py --eval_tasks: bench_<task> (accuracy), bench_<task>_acc_norm
         task, norm = key.removeprefix("bench_").removesuffix("_acc_norm"), key.endswith("_acc_norm")
         return f"{task}: {'length-normalised accuracy' if norm else 'accuracy'}"
-    return METRIC_LABELS.get(key, key)
+    return key
 
 
 def read_log(run):
@@ -428,49 +484,61 @@ def curve(logs, split, key):
 
 
 def plot_loss_curves(settings, path, what=""):
-    """Training curves from log.jsonl: the loss (train CE per logged step, thin; val loss at each eval, thick,
-    other eval sets dashed) and every eval metric, against tokens seen; settings as above, runs = read_log()s."""
+    """Training curves from log.jsonl against tokens seen: the whole run (step 0 included), the same curves over
+    the second half of training, and every benchmark logged; settings as above, runs = read_log()s. Drawn: the
+    train CE of each logged step (thin), the val loss at each eval (thick, a dot per eval), other val sets
+    (dashed); the in-training condensation estimate is not drawn (measure.py's numbers are the ones to read)."""
     logs = [log for s in settings for log in s["runs"]]
-    found = {k for log in logs for r in log["eval"] for k, v in r.items()
-             if k not in NOT_METRICS and not k.startswith("val_") and isinstance(v, (int, float))}
-    metrics = [k for k in METRIC_LABELS if k in found] + sorted(found - set(METRIC_LABELS))
-    cols = 2 if len(metrics) == 3 else min(len(metrics) + 1, 3)  # four panels as 2 x 2
-    rows = math.ceil((len(metrics) + 1) / cols)
+    metrics = sorted({k for log in logs for r in log["eval"] for k, v in r.items()
+                      if k not in NOT_METRICS and not k.startswith("val_") and isinstance(v, (int, float))})
+    cols = min(len(metrics) + 2, 3)
+    rows = math.ceil((len(metrics) + 2) / cols)
     size = (4.2 * cols, 3.3 * rows + 0.6 + 0.2 * math.ceil(len(settings) / 3))  # room for the legend below
     with figure(path, size, nrows=rows, ncols=cols, squeeze=False) as (fig, axes):
-        loss, later = axes[0, 0], []  # later: the losses after step 0, whose range the axis shows
+        whole, half = axes.flat[0], axes.flat[1]
+        drawn = set()
         for s in settings:
-            curves = [(curve(s["runs"], "train", "ce") or curve(s["runs"], "train", "loss"), dict(lw=0.8, alpha=0.6)),
-                      (curve(s["runs"], "eval", "val"), dict(label=s["label"], lw=2, marker="."))]
-            curves += [(curve(s["runs"], "eval", k), dict(lw=1.2, ls="--")) for k in
-                       sorted({k for log in s["runs"] for r in log["eval"] for k in r if k.startswith("val_")})]
-            for got, style in filter(lambda c: c[0], curves):
-                mean_band(loss, *got, s["colour"], **style)
-                later += [v for x, vs in zip(got[0], zip(*got[1])) if x > 0 for v in vs]
-        title = "train CE (thin), val loss (thick), other val sets (dashed)"
-        if later and max(later) < loss.get_ylim()[1]:  # the loss at initialisation would flatten the rest
-            pad = 0.05 * (max(later) - min(later) or 1)
-            loss.set_ylim(min(later) - pad, max(later) + pad)
-            title += "\nthe loss at step 0 is above the top"
-        millions(loss.xaxis)
-        loss.set(xlabel="tokens seen", ylabel="loss (nats per token)", title=title)
-        loss.title.set_fontsize(8)
-        fig.legend(*loss.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+            for ax in (whole, half):
+                drawn |= draw_losses(ax, s, label=s["label"] if ax is whole else None)
+        last = max(r["tokens"] for log in logs for r in log["eval"])
+        half.set_xlim(last / 2, last * 1.02)
+        later = [line.get_ydata()[line.get_xdata() >= last / 2] for line in half.get_lines()]
+        later = np.concatenate([y for y in later if len(y)]) if any(len(y) for y in later) else []
+        if len(later):
+            pad = 0.05 * (later.max() - later.min() or 1)
+            half.set_ylim(later.min() - pad, later.max() + pad)
+        key = [k for k in ("train CE (thin)", "val loss (thick, a dot per eval)", "other val sets (dashed)")
+               if k.split(" (")[0] in drawn]
+        whole.set_title("the whole run: " + ", ".join(key), fontsize=8)
+        half.set_title("the second half of training, zoomed", fontsize=8)
+        for ax in (whole, half):
+            millions(ax.xaxis)
+            ax.set(xlabel="tokens seen", ylabel="loss (nats per token)")
+        fig.legend(*whole.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
                    ncols=min(len(settings), 3))  # below the panels, off the curves
-        for ax, k in zip(axes.flat[1:], metrics):
+        for ax, k in zip(axes.flat[2:], metrics):
             for s in settings:
                 if got := curve(s["runs"], "eval", k):
                     mean_band(ax, *got, s["colour"], marker=".")
             millions(ax.xaxis)
             ax.set(xlabel="tokens seen", title=metric_label(k))
             ax.title.set_fontsize(9)
-            if k in ("cond_spearman", "cond_kendall"):
-                ax.axhline(0, color="grey", lw=0.5)
-        for ax in axes.flat[len(metrics) + 1:]:
+        for ax in axes.flat[len(metrics) + 2:]:
             ax.axis("off")
-        note = "\ncondensation: train.py's cheap estimate on a few val windows, not measure.py's" if any(
-            k.startswith("cond_") for k in metrics) else ""
-        fig.suptitle(f"{what}training curves ({seeds_note(settings)}){note}", fontsize=10)
+        fig.suptitle(f"{what}training curves ({seeds_note(settings)})", fontsize=10)
+
+
+def draw_losses(ax, s, label=None):
+    """One setting's loss curves on ax. -> the names of what it drew."""
+    others = sorted({k for log in s["runs"] for r in log["eval"] for k in r if k.startswith("val_")})
+    curves = [("train CE", curve(s["runs"], "train", "ce") or curve(s["runs"], "train", "loss"),
+               dict(lw=0.8, alpha=0.6)),
+              ("val loss", curve(s["runs"], "eval", "val"), dict(label=label, lw=2, marker="."))]
+    curves += [("other val sets", curve(s["runs"], "eval", k), dict(lw=1.2, ls="--", marker=".")) for k in others]
+    for name, got, style in curves:
+        if got:
+            mean_band(ax, *got, s["colour"], **style)
+    return {name for name, got, _ in curves if got}
 
 
 def main(argv=None):

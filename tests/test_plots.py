@@ -25,15 +25,16 @@ def test_read_log_keeps_one_record_per_step_and_renames_the_old_metrics(tmp_path
         eval_record(10, 3.0, rho=0.5, tau=0.4, last_cos=0.3),
         {"iter": 5, "split": "train", "tokens": 500, "loss": 3.6, "ce": 3.5},  # a resumed run logs step 5 again
         eval_record(10, 2.9, cond_rho=0.2, cond_tau=0.1, cond_last_cos=0.25),  # a later spelling
-        eval_record(20, 2.8, cond_spearman=0.1, cond_kendall=0.0, cond_last_layer_mean=0.2),  # the new names
+        eval_record(20, 2.8, cond_spearman=0.1, cond_kendall=0.0, cond_last_layer_mean=0.2),  # another spelling
+        eval_record(30, 2.7, spearman=0.0, kendall=0.0, last_layer_mean=0.2, cond_windows=8),  # measure.py's names
         {"iter": 10, "split": "bench", "tokens": 1000},  # not a split that is drawn
     ])
     log = plots.read_log(run)
     assert [r["iter"] for r in log["train"]] == [5] and log["train"][0]["ce"] == 3.5  # the last one written
-    assert [r["iter"] for r in log["eval"]] == [0, 10, 20]
-    assert log["eval"][0] == eval_record(0, 4.0, cond_spearman=1.0, cond_kendall=1.0, cond_last_layer_mean=0.1)
-    assert log["eval"][1] == eval_record(10, 2.9, cond_spearman=0.2, cond_kendall=0.1, cond_last_layer_mean=0.25)
-    assert log["eval"][2] == eval_record(20, 2.8, cond_spearman=0.1, cond_kendall=0.0, cond_last_layer_mean=0.2)
+    assert [r["iter"] for r in log["eval"]] == [0, 10, 20, 30]
+    assert log["eval"][0] == eval_record(0, 4.0, spearman=1.0, kendall=1.0, last_layer_mean=0.1)
+    assert log["eval"][1] == eval_record(10, 2.9, spearman=0.2, kendall=0.1, last_layer_mean=0.25)
+    assert log["eval"][2] == eval_record(20, 2.8, spearman=0.1, kendall=0.0, last_layer_mean=0.2)
     assert plots.metric_label("bench_hellaswag_acc_norm") == "hellaswag: length-normalised accuracy"
 
 
