@@ -310,6 +310,7 @@ def prepare(name, documents, spec, out_dir=None, val_fraction=DEFAULT_VAL_FRACTI
 
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir} is a file, not a folder")
+    made = not out_dir.exists()  # a folder made here and left empty by a refusal is removed again
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -352,6 +353,8 @@ def prepare(name, documents, spec, out_dir=None, val_fraction=DEFAULT_VAL_FRACTI
     finally:
         for path in tmp.values():
             path.unlink(missing_ok=True)
+        if made and not any(out_dir.iterdir()):
+            out_dir.rmdir()
 
     meta = {
         "vocab_size": n_vocab,
