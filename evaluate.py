@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from support import load
+from support import checks, load
 import model as gpt
 from data import tasks as taskdata
 from data.prepare import DataError, jsonl_records
@@ -666,7 +666,8 @@ def limit_arg(text):
 
 def parse_args(argv=None):
     formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
-    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter)
+    p = checks.one_line(argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter),
+                        "evaluate.py")
     p.add_argument("models", nargs="*", metavar="MODEL", help="checkpoint, run directory, GPT-2 name/dir, hf:<name>")
     p.add_argument("--tasks", default="paper", help="comma list of task names, presets (paper, all) and .jsonl files")
     p.add_argument("--limit", type=limit_arg, default=None,
@@ -701,6 +702,8 @@ def main(argv=None):
               f"{r['items_per_s']:.2f} items/s ({r['seconds']:.1f} s)")
         return r
     try:
+        if unwritable := checks.check_writable(args.out, "--out"):  # refused now, not after the scoring
+            raise EvalError(unwritable)
         report = evaluate_all(args)
         out = load.write_results(args.out, lambda folder: write_outputs(report, folder))
     except (EvalError, OSError, ValueError) as e:

@@ -216,32 +216,41 @@ def export(spec, out_dir, keep_padded_vocab=False):
     # never a half export, and no folder left behind by a failed one
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=base))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes a private folder; the export is an ordinary one
-        (tmp / "config.json").write_text(json.dumps(hf_config(net.config, n_rows, tokenizer), indent=2) + "\n")
-        write_safetensors(hf_state_dict(net, n_rows), tmp / "model.safetensors")
-        (tmp / "nanodisperse_tokenizer.json").write_text(json.dumps(tokenizer) + "\n")
-        if tokenizer["name"] == "gpt2":
-            write_gpt2_tokenizer(tmp, net.config.block_size)
-        else:
-            notes.append(f"the {tokenizer['name']} tokenizer has no Hugging Face form: no tokenizer files written; "
-                         f"token id i is character i of 'chars' in nanodisperse_tokenizer.json")
-        if out.exists():  # an empty folder or an earlier export: swap it for the new one
-            old = out.with_name(tmp.name + ".old")
-            out.rename(old)
-            try:
-                tmp.rename(out)
-            except OSError:
-                old.rename(out)
-                raise
-            shutil.rmtree(old)
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp.rename(out)
+        write_export(net, tokenizer, n_rows, tmp, out, notes)
+    except OSError as e:  # a full disk, say: the folder it would have gone to, and how much room there is
+        free = shutil.disk_usage(base).free / 2**20
+        raise ExportError(f"cannot write {out}: {e.strerror or e} ({free:,.0f} MiB free on its disk); nothing "
+                          "was changed there") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return notes
+
+
+def write_export(net, tokenizer, n_rows, tmp, out, notes):
+    """The export's files into tmp, which then takes out's place in one rename."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes a private folder; the export is an ordinary one
+    (tmp / "config.json").write_text(json.dumps(hf_config(net.config, n_rows, tokenizer), indent=2) + "\n")
+    write_safetensors(hf_state_dict(net, n_rows), tmp / "model.safetensors")
+    (tmp / "nanodisperse_tokenizer.json").write_text(json.dumps(tokenizer) + "\n")
+    if tokenizer["name"] == "gpt2":
+        write_gpt2_tokenizer(tmp, net.config.block_size)
+    else:
+        notes.append(f"the {tokenizer['name']} tokenizer has no Hugging Face form: no tokenizer files written; "
+                     f"token id i is character i of 'chars' in nanodisperse_tokenizer.json")
+    if out.exists():  # an empty folder or an earlier export: swap it for the new one
+        old = out.with_name(tmp.name + ".old")
+        out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            old.rename(out)
+            raise
+        shutil.rmtree(old)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(out)
 
 
 def main(argv=None):

@@ -35,6 +35,7 @@ from scipy import stats
 from data.prepare import DataError
 from data.texts import load_documents, select_texts
 from support import plots
+from support import checks
 from support.checks import check_writable
 from support.load import ModelError, check_flags, open_model, write_results
 from support.progress import ticker
@@ -582,7 +583,8 @@ N_BOOT = 1000  # bootstrap resamples of the texts
 
 def parse_args(argv=None):
     formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
-    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter)
+    p = checks.one_line(argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter),
+                        "measure.py")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="checkpoint, run directory, GPT-2 name/dir, hf:<name>[@revision]")
     p.add_argument("--data", default="austen", help=".txt/.jsonl file, bundled source or prepared dataset name")
@@ -603,7 +605,7 @@ def parse_args(argv=None):
                                                           "channels")
     p.add_argument("--last_n", type=int, default=3, help="also report the mean over the last n layers")
     p.add_argument("--n_boot", type=int, default=N_BOOT, help="bootstrap resamples of the texts (0: no CIs)")
-    p.add_argument("--ci", type=float, default=0.95, help="confidence level of the bootstrap intervals")
+    p.add_argument("--ci", type=checks.number, default=0.95, help="confidence level of the bootstrap intervals")
     p.add_argument("--paired", action="store_true", help="models come in pairs (base, other): report differences")
     p.add_argument("--snapshots", action="store_true", help="a run directory means all its ckpt_NNNNNN.pt")
     p.add_argument("--size_by", default="total", choices=["total", "non_embedding"],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from support.checks import number
 from support.load import ModelError, open_model
 
 SEPARATOR = "---------------"
@@ -30,7 +31,7 @@ def parse_args(argv=None):
                    help="the prompt, or FILE:path to read it from a file (default: %(default)r, a newline)")
     p.add_argument("--num_samples", type=int, default=3, help="samples to draw, one after another")
     p.add_argument("--max_new_tokens", type=int, default=300, help="tokens generated per sample")
-    p.add_argument("--temperature", type=float, default=0.8, help="< 1 sharper, > 1 more random")
+    p.add_argument("--temperature", type=number, default=0.8, help="< 1 sharper, > 1 more random")
     p.add_argument("--top_k", type=int, default=200, help="sample among the k likeliest tokens; 1 is greedy, 0 all")
     p.add_argument("--seed", type=int, default=1337, help="seeds the draws")
     p.add_argument("--device", default="auto", help="auto (cuda if there is one, else cpu) | cpu | cuda | cuda:N | mps")

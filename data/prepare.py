@@ -33,6 +33,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script (python data/prepare.py): make `data` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data import tokenizer
+from support.checks import check_writable, number
 from support.progress import progress
 
 DATA_DIR = Path(__file__).resolve().parent
@@ -459,12 +460,13 @@ def main(argv=None):
                "Hugging Face sources need `pip install datasets` and network access.",
         formatter_class=HelpFormatter,
     )
+    parser.error = lambda msg: sys.exit(f"error: {msg} (see python data/prepare.py --help)")
     parser.add_argument("name", metavar="NAME", help="dataset name: a source above, or any name with --input")
     parser.add_argument("--input", help="local .txt (one document per paragraph) or .jsonl (one per line) file")
     parser.add_argument("--field", help="JSON field holding the text in a .jsonl --input (default: text)")
     parser.add_argument("--tokenizer", choices=["gpt2", "char"],
                         help="default: char when NAME ends in _char, else gpt2")
-    parser.add_argument("--val_fraction", type=float, default=DEFAULT_VAL_FRACTION,
+    parser.add_argument("--val_fraction", type=number, default=DEFAULT_VAL_FRACTION,
                         help="fraction of documents held out for val (at least one)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the train/val document split")
     parser.add_argument("--max_docs", type=int, help="use at most this many documents")
@@ -476,8 +478,8 @@ def main(argv=None):
 
     # bad input: one line and a non-zero exit, before any work
     name, base = args.name, args.name.removesuffix("_char")
-    if args.out_dir is not None and os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        sys.exit(f"error: --out_dir {args.out_dir} is a file, not a folder")
+    if args.out_dir is not None and (unwritable := check_writable(args.out_dir, "--out_dir")):
+        sys.exit(f"error: {unwritable}")
     if not NAME_PATTERN.fullmatch(name):
         sys.exit(f"error: dataset name {name!r} must be letters, digits, '_', '.', '-'")
     if args.input is None and base not in [*BUNDLED_SOURCES, *HF_SOURCES]:

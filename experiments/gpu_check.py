@@ -55,6 +55,7 @@ import gpu_sweep  # noqa: E402
 import train  # noqa: E402
 from data import prepare as dataprep  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from support.checks import check_writable  # noqa: E402
 
 DATASET = "austen"  # bundled, GPT-2 BPE: travels with the repository, prepares in seconds
 MFU_TARGET, OVERHEAD_TARGET = 0.45, 1.02  # the targets for a benchmark, not pass/fail checks
@@ -584,8 +585,8 @@ def main(argv=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU here (python experiments/gpu_check.py --tiny runs every stage on the CPU)")
     out = a.out or ("out_gpu_check_tiny" if a.tiny else os.path.join(ROOT, "experiments", "results", "gpu"))
-    if os.path.exists(out) and not os.path.isdir(out):
-        sys.exit(f"error: --out {out} is a file, not a folder")
+    if unwritable := check_writable(out, "--out"):
+        sys.exit(f"error: {unwritable}")
     prof = PROFILES[form]
     # every micro-batch compiles its own static graph, as a training run of that micro-batch would
     torch._dynamo.config.automatic_dynamic_shapes = False

@@ -24,6 +24,7 @@ import measure  # noqa: E402
 import train  # noqa: E402
 from data import prepare as dataprep  # noqa: E402
 from data.tokenizer import get_tokenizer  # noqa: E402
+from support.checks import check_writable  # noqa: E402
 
 WIDTHS = (64, 256, 1024, 4096)
 MODEL = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)  # GPT-2 small but for n_inner
@@ -81,6 +82,14 @@ def main(argv=None):
     a = p.parse_args(argv)
     a.measure_data = a.measure_data or val_split(a.dataset)
     os.chdir(ROOT)
+    for name in ("n_texts", "max_iters", "batch_size"):
+        if getattr(a, name) < 1:
+            sys.exit(f"error: --{name} must be at least 1, got {getattr(a, name)}")
+    if a.seq_len < 2:
+        sys.exit(f"error: --seq_len must be at least 2, got {a.seq_len}")
+    for flag, folder in (("--runs", a.runs), ("--out", a.out)):
+        if unwritable := check_writable(folder, flag):
+            sys.exit(f"error: {unwritable}")
     if not a.dry_run:
         try:
             check_texts(a)

@@ -38,6 +38,7 @@ import measure  # noqa: E402
 import report  # noqa: E402
 import train  # noqa: E402
 from support import load, plots  # noqa: E402
+from support.checks import check_writable  # noqa: E402
 from support.load import load_checkpoint  # noqa: E402
 from support.progress import fmt_seconds  # noqa: E402
 
@@ -381,6 +382,9 @@ def parse_args(argv):
     quick = os.path.join("experiments", "runs", "quick")
     args.runs = args.runs or (quick if args.quick else os.path.join("experiments", "runs"))
     args.out = args.out or (os.path.join(quick, "results") if args.quick else os.path.join("experiments", "results"))
+    for flag, folder in (("--runs", args.runs), ("--out", args.out)):  # refused now, not after an hour of training
+        if unwritable := check_writable(os.path.join(ROOT, folder), flag):
+            fail(unwritable)
     return args
 
 

@@ -12,8 +12,6 @@ import math
 import os
 import sys
 
-from model import GPTConfig
-
 
 def fail(msg):
     sys.exit(f"error: {msg}")
@@ -43,6 +41,7 @@ def at_least(args, bounds):
 
 def check_train(args):
     """train.py's flags, before anything loads."""
+    from model import GPTConfig  # here, so that the scripts without a model (data/prepare.py) need no torch
     at_least(args, dict(n_layer=1, n_head=1, n_embd=1, n_inner=1, block_size=2, batch_size=1,
                         gradient_accumulation_steps=1, eval_interval=1, eval_iters=1, log_interval=1, cond_texts=1,
                         eval_task_items=1, max_iters=0, warmup_iters=0, lr_decay_iters=0, save_every=0,

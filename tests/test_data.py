@@ -220,7 +220,25 @@ def test_prepare_always_has_a_val_document_and_caps(tmp_path):
     with pytest.raises(prepare.DataError, match="at least 2"):
         prepare.prepare("one", ["just one", "just one", ""], {"name": "gpt2"}, out_dir=tmp_path / "one",
                         verbose=False)
-    assert not (tmp_path / "one" / "meta.json").exists() and not list((tmp_path / "one").glob("*.bin*"))
+    assert not (tmp_path / "one").exists()  # the folder it made for them is gone again
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    with pytest.raises(prepare.DataError, match="at least 2"):
+        prepare.prepare("kept", ["just one"], {"name": "gpt2"}, out_dir=tmp_path / "kept", verbose=False)
+    assert (tmp_path / "kept").is_dir() and not list((tmp_path / "kept").iterdir())
+
+
+def test_cli_refuses_before_any_folder_is_made(tmp_path, capsys):
+    (tmp_path / "one.txt").write_text("A single paragraph.\n")
+    with pytest.raises(SystemExit) as e:
+        prepare.main(["mine", "--input", str(tmp_path / "one.txt"), "--out_dir", str(tmp_path / "mine")])
+    assert e.value.code.startswith("error: mine: need at least 2 non-empty, distinct documents")
+    assert not (tmp_path / "mine").exists()
+    for flags, message in ((["--val_fraction", "nan"], "argument --val_fraction: not a finite number: 'nan'"),
+                           (["--max_docs", "x"], "argument --max_docs: invalid int value: 'x'")):
+        with pytest.raises(SystemExit) as e:
+            prepare.main(["austen", *flags, "--out_dir", str(tmp_path / "a")])
+        assert e.value.code == f"error: {message} (see python data/prepare.py --help)"
+    assert capsys.readouterr().err == "" and not (tmp_path / "a").exists()
 
 
 def test_unigram_entropy_matches_scipy():

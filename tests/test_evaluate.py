@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import evaluate as ev
-from support import load
+from support import checks, load
 import model
 from data import tasks as taskdata
 from data.tokenizer import GPT2_RANKS_FILE, get_tokenizer
@@ -367,9 +367,22 @@ def test_every_bad_input_stops_with_one_line(tmp_path, capsys):
             ev.main([ckpt, *args, "--out", str(tmp_path / "out")])
         assert str(e.value.code).startswith("error: " + message), (message, e.value.code)
         assert "\n" not in str(e.value.code)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         ev.main([ckpt, "--tasks", good, "--limit", "0"])
-    assert "argument --limit: must be a positive number of items" in capsys.readouterr().err
+    assert e.value.code == ("error: argument --limit: must be a positive number of items or `all`, got '0' "
+                            "(see python evaluate.py --help)")  # one line, not argparse's usage block
+    assert capsys.readouterr().err == ""
+
+
+def test_an_unwritable_out_stops_before_the_scoring(tmp_path, monkeypatch, capsys):
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", block_size=8)
+    good = write_task(tmp_path / "good.jsonl", ITEMS[:2])
+    real = checks.os.access
+    monkeypatch.setattr(checks.os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
+    monkeypatch.setattr(ev, "evaluate_all", lambda args: pytest.fail("scored before --out was checked"))
+    with pytest.raises(SystemExit) as e:
+        ev.main([ckpt, "--tasks", good, "--out", str(tmp_path / "ro")])
+    assert e.value.code == f"error: --out {tmp_path / 'ro'} is not writable ({tmp_path} does not let this user write)"
     assert not (tmp_path / "out").exists()  # nothing written
 
 

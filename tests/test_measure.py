@@ -15,7 +15,7 @@ from scipy import stats
 from support import load
 import measure
 import model
-from support import plots
+from support import checks, plots
 from support.load import load_gpt
 from data import texts
 from data.prepare import load_split, prepare, source_documents
@@ -511,6 +511,29 @@ def test_read_only_out_names_out(corpus, monkeypatch):
     with pytest.raises(SystemExit) as e:
         measure.main([str(tmp / "small.pt"), "--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "ro"), *FAST])
     assert str(e.value.code) == f"error: cannot write the results into --out {tmp / 'ro'}: Read-only file system"
+
+
+def test_an_unwritable_out_stops_before_the_measurement(corpus, monkeypatch, capsys):
+    """Checked first, not after minutes of forward passes (os.access is asked: a root user may write anywhere)."""
+    tmp, _ = corpus
+    real = checks.os.access
+    monkeypatch.setattr(checks.os, "access", lambda path, mode: False if str(path) == str(tmp) else real(path, mode))
+    with pytest.raises(SystemExit) as e:
+        measure.main([str(tmp / "small.pt"), "--data", str(tmp / "docs.jsonl"), "--out", str(tmp / "ro"), *FAST])
+    assert e.value.code == f"error: --out {tmp / 'ro'} is not writable ({tmp} does not let this user write)"
+    assert "texts" not in capsys.readouterr().out  # no text was measured
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--n_texts", "many"], "error: argument --n_texts: invalid int value: 'many' (see python measure.py --help)"),
+    (["--ci", "nan"], "error: argument --ci: not a finite number: 'nan' (see python measure.py --help)"),
+    (["--ci", "1.5"], "error: --ci must be between 0 and 1 (see python measure.py --help)"),
+    ([], "error: give at least one MODEL (see python measure.py --help)"),
+])
+def test_bad_flags_are_one_line_without_the_usage_block(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        measure.parse_args(argv)
+    assert e.value.code == message and capsys.readouterr().err == ""
 
 
 def test_size_trend_over_three_sizes(corpus):

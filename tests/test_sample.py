@@ -84,6 +84,8 @@ def test_prompt_from_file(char_ckpt, capsys, tmp_path):
     (["--temperature", "0"], "error: --temperature must be positive, got 0.0 (--top_k 1 is greedy decoding) "
                              "(see python sample.py --help)"),
     (["--max_new_tokens", "0"], "error: --max_new_tokens must be at least 1, got 0 (see python sample.py --help)"),
+    (["--temperature", "nan"], "error: argument --temperature: not a finite number: 'nan' (see python sample.py "
+                               "--help)"),
 ])
 def test_bad_input_is_one_line(char_ckpt, tmp_path, capsys, flags, message):
     _, ckpt = char_ckpt
