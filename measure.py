@@ -1,22 +1,27 @@
 """
-Measure embedding condensation: how the token vectors of one text crowd into a narrow cone, layer by layer.
+Measure embedding condensation: how the token vectors of one text crowd into a narrow cone, layer by
+layer.
 
-    python measure.py gpt2 gpt2-medium gpt2-large gpt2-xl --out results/gpt2   # the paper's GPT-2 figure
-    python measure.py out --snapshots --out results/run1      # every ckpt_NNNNNN.pt snapshot of one training run
+    # the paper's GPT-2 figure
+    python measure.py gpt2 gpt2-medium gpt2-large gpt2-xl --out results/gpt2
+    # every ckpt_NNNNNN.pt snapshot of one training run
+    python measure.py out --snapshots --out results/run1
     python measure.py hf:Qwen/Qwen3-0.6B hf:Qwen/Qwen3-1.7B --data wikitext103 --out results/qwen
     python measure.py hf:BASE hf:DISTILLED [hf:BASE2 hf:DISTILLED2 ...] --paired --out results/kd
 
-MODEL is one of our checkpoints or run folders, a GPT-2 name (downloaded once into the Hugging Face cache) or
-folder, or hf:<name or folder>[@revision] for any Hugging Face causal LM (optional `transformers`). --data: a .txt
-(one document per paragraph) or .jsonl (--field) file, a bundled corpus (austen, wiki, their _char names: its
-held-out paragraphs) or a prepared data/<name> (its val split). Every model sees the same documents.
+MODEL is one of our checkpoints or run folders, a GPT-2 name (downloaded once into the Hugging Face
+cache) or folder, or hf:<name or folder>[@revision] for any Hugging Face causal LM (optional
+`transformers`). --data: a .txt (one document per paragraph) or .jsonl (--field) file, a bundled
+corpus (austen, wiki, their _char names: its held-out paragraphs) or a prepared data/<name> (its val
+split). Every model sees the same documents.
 
-The paper's measure (paper_measure below): per text and layer, the T x T matrix of cosines between the text's
-tokens; its mean, averaged over texts, is the layer's mean cosine, and condensation grows with depth when that
-mean rises with the layer (Spearman's rho and Kendall's tau-b against the layer index). Beyond the paper, from the
-same pass (OnePass): across, excess, rogue and, with --erank, the effective rank; with --standardize, a second
-pass for within_std. DEFINITIONS says in one sentence what each is. Writes condensation.json, two CSVs, README.md
-(the columns) and the figures into --out, all at once at the end; bad input stops with one line before any work.
+The paper's measure (paper_measure below): per text and layer, the T x T matrix of cosines between
+the text's tokens; its mean, averaged over texts, is the layer's mean cosine, and condensation grows
+with depth when that mean rises with the layer (Spearman's rho and Kendall's tau-b against the layer
+index). Beyond the paper, from the same pass (OnePass): across, excess, rogue and, with --erank, the
+effective rank; with --standardize, a second pass for within_std. DEFINITIONS says in one sentence
+what each is. Writes condensation.json, two CSVs, README.md (the columns) and the figures into
+--out, all at once at the end; bad input stops with one line before any work.
 """
 
 import argparse
@@ -42,20 +47,24 @@ from support.progress import ticker
 
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 N_BINS = 128  # histogram bins over [-1, 1] in the paper's heatmaps
-MeasureError = DataError  # a bad input, here as in data/ (the texts raise it too): one line for the user
+# a bad input, here as in data/ (the texts raise it too): one line for the user
+MeasureError = DataError
 
 
-# ------------------------------------------------------------------------------------------------ the paper's measure
+# ------------------------------------------------------------------------------ the paper's measure
 
 @torch.no_grad()
-def paper_measure(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extras=None, tick=None):
-    """The paper's measure on texts tokens [N, T]: for each text and layer l, the cosines C_ij = <u_i, u_j> of its
-    unit token vectors u_i = x_i / |x_i|; within [N, L] each matrix's mean; avg [L, T, T] the matrices averaged
-    over texts entry by entry (the heatmap). extras (a OnePass) sees every layer's tokens on the way."""
+def paper_measure(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extras=None,
+                  tick=None):
+    """The paper's measure on texts tokens [N, T]: for each text and layer l, the cosines
+    C_ij = <u_i, u_j> of its unit token vectors u_i = x_i / |x_i|; within [N, L] each matrix's mean;
+    avg [L, T, T] the matrices averaged over texts entry by entry (the heatmap). extras (a OnePass)
+    sees every layer's tokens on the way."""
     N, T = tokens.shape
     avg, within = None, []
     for batch in tokens.split(batch_size):
-        hidden = hidden_fn(batch.to(device))  # L tensors [B, T, C]: the embeddings, then each block's output
+        # L tensors [B, T, C]: the embeddings, then each block's output
+        hidden = hidden_fn(batch.to(device))
         if avg is None:
             avg = torch.zeros(len(hidden), T, T, dtype=torch.float64, device=device)
             if extras is not None:
@@ -78,27 +87,32 @@ def paper_measure(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", 
 
 
 def matrix_means(cos, offdiag=False):
-    """Each [T, T] matrix's mean: over all T^2 entries, as the paper (the diagonal's ones are a 1/T share), or,
-    with offdiag, over the T (T - 1) entries between two different tokens."""
+    """Each [T, T] matrix's mean: over all T^2 entries, as the paper (the diagonal's ones are a 1/T
+    share), or, with offdiag, over the T (T - 1) entries between two different tokens."""
     T = cos.shape[-1]
     total = cos.sum((-2, -1))
-    return (total - cos.diagonal(dim1=-2, dim2=-1).sum(-1)) / (T * (T - 1)) if offdiag else total / T**2
+    return ((total - cos.diagonal(dim1=-2, dim2=-1).sum(-1)) / (T * (T - 1)) if offdiag
+            else total / T**2)
 
 
 def rank_correlations(x, y):
-    """Spearman's rho and Kendall's tau-b of y against x, with their p-values (scipy); NaN when y is flat."""
+    """Spearman's rho and Kendall's tau-b of y against x, with their p-values (scipy); NaN when y is
+    flat."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         (r, rp), (t, tp) = stats.spearmanr(x, y), stats.kendalltau(x, y)
-    return {"spearman": float(r), "spearman_p": float(rp), "kendall": float(t), "kendall_p": float(tp)}
+    return {"spearman": float(r), "spearman_p": float(rp), "kendall": float(t),
+            "kendall_p": float(tp)}
 
 
 def paper_summary(avg, within, offdiag=False, last_n=3):
-    """From paper_measure: mu_l (layer_mean, the mean of layer l's averaged matrix, = the mean of its texts'
-    means), the spread over texts, rho and tau of mu_l against l, and hist, the paper's heatmap columns: a 128-bin
-    histogram over [-1, 1] of each averaged matrix's entries, as fractions."""
+    """From paper_measure: mu_l (layer_mean, the mean of layer l's averaged matrix, = the mean of
+    its texts' means), the spread over texts, rho and tau of mu_l against l, and hist, the paper's
+    heatmap columns: a 128-bin histogram over [-1, 1] of each averaged matrix's entries, as
+    fractions."""
     L, T = avg.shape[0], avg.shape[-1]
-    entries = avg[:, ~torch.eye(T, dtype=torch.bool)] if offdiag else avg.flatten(1)  # [L, entries looked at]
+    # [L, entries looked at]
+    entries = avg[:, ~torch.eye(T, dtype=torch.bool)] if offdiag else avg.flatten(1)
     mu = entries.mean(1).numpy()
     hist = np.stack([np.histogram(e, N_BINS, (-1, 1))[0] for e in entries.clamp(-1, 1).numpy()])
     return {"n_hidden": L, "layer_mean": mu.tolist(),
@@ -107,41 +121,50 @@ def paper_summary(avg, within, offdiag=False, last_n=3):
             "last_n_mean": float(mu[-last_n:].mean()), "hist": hist / entries.shape[1]}
 
 
-# ------------------------------------------------------------------------------------------------ beyond the paper
-# Each measure is a function of running sums over the texts, kept by OnePass in the paper's pass: no per-text
-# T x T matrix and no per-text [T, C] array is kept, and a bootstrap resample of the texts is a weighted sum.
+# ------------------------------------------------------------------------------ beyond the paper
+# Each measure is a function of running sums over the texts, kept by OnePass in the paper's pass: no
+# per-text T x T matrix and no per-text [T, C] array is kept, and a bootstrap resample of the texts
+# is a weighted sum.
 
 DEFINITIONS = {
-    "within": "the paper's measure: the mean cosine of two tokens of one text, each token with itself included "
-              "(a 1/T share of ones)",
-    "across": "the mean cosine of two tokens of different texts at different positions: what any two tokens "
-              "share, such as a common direction (same positions are left out: two tokens of one text never share "
-              "a position, nor its position embedding)",
-    "excess": "the mean cosine of two different tokens of one text (no token with itself) minus across: how much "
-              "closer a text's tokens are than tokens of two texts; 0 in expectation when no token sees another",
+    "within": "the paper's measure: the mean cosine of two tokens of one text, each token with "
+              "itself included (a 1/T share of ones)",
+    "across": "the mean cosine of two tokens of different texts at different positions: what any "
+              "two tokens share, such as a common direction (same positions are left out: two "
+              "tokens of one text never share a position, nor its position embedding)",
+    "excess": "the mean cosine of two different tokens of one text (no token with itself) minus "
+              "across: how much closer a text's tokens are than tokens of two texts; 0 in "
+              "expectation when no token sees another",
     "rogue": "the share of the squared norm that the --rogue_k largest channels hold",
-    "erank": "the effective rank (Roy & Vetterli) of the layer's unit tokens; erank_ratio = erank / C",
+    "erank": "the effective rank (Roy & Vetterli) of the layer's unit tokens; erank_ratio = "
+             "erank / C",
     "within_std": "within after standardising every channel over all tokens (mean 0, variance 1)",
 }
-MEASURES = ("across", "excess", "rogue", "erank", "within_std")  # beyond the paper, in the tables' order
+# beyond the paper, in the tables' order
+MEASURES = ("across", "excess", "rogue", "erank", "within_std")
 
 
 def within_from_sums(s, T, offdiag=False):
-    """within from s [..., C], the sum of a text's T unit tokens: sum_ij <u_i, u_j> = |s|^2, the diagonal's T."""
+    """within from s [..., C], the sum of a text's T unit tokens: sum_ij <u_i, u_j> = |s|^2, the
+    diagonal's T."""
     sq = (s * s).sum(-1)
     return (sq - T) / (T * (T - 1)) if offdiag else sq / T**2
 
 
 def across_mean(s, same, T, counts=None):
-    """across [L] from s [N, L, C] (each text's sum of unit tokens) and same [L] = sum_{n != m} sum_i <u_ni, u_mi>
-    (the same-position pairs of two texts, from P_i = sum_n u_ni: sum_i |P_i|^2 - N T). With counts [B, N] (how
-    often each text is in each of B resamples) -> [B, L]: a text is never paired with its own copy, and the
-    same-position share is kept at its mean over all pairs of texts (each pair's own would need every text's
-    [T, C] tokens; on trained models this changes the resamples' spread by about 1%)."""
+    """across [L] from s [N, L, C] (each text's sum of unit tokens) and
+    same [L] = sum_{n != m} sum_i <u_ni, u_mi> (the same-position pairs of two texts, from
+    P_i = sum_n u_ni: sum_i |P_i|^2 - N T). With counts [B, N] (how often each text is in each of B
+    resamples) -> [B, L]: a text is never paired with its own copy, and the same-position share is
+    kept at its mean over all pairs of texts (each pair's own would need every text's [T, C] tokens;
+    on trained models this changes the resamples' spread by about 1%)."""
     c = np.ones((1, len(s))) if counts is None else np.asarray(counts, dtype=np.float64)
-    # over pairs of different texts, all positions: sum_{n != m} c_n c_m <s_n, s_m> = |sum c s|^2 - sum c^2 |s|^2
-    pairs = np.stack([((c @ s[:, layer]) ** 2).sum(1) for layer in range(s.shape[1])], 1) - (c**2) @ (s**2).sum(-1)
-    text_pairs = (c.sum(1) ** 2 - (c**2).sum(1))[:, None]  # (sum c)^2 - sum c^2 pairs of different texts
+    # over pairs of different texts, all positions:
+    # sum_{n != m} c_n c_m <s_n, s_m> = |sum c s|^2 - sum c^2 |s|^2
+    pairs = (np.stack([((c @ s[:, layer]) ** 2).sum(1) for layer in range(s.shape[1])], 1)
+             - (c**2) @ (s**2).sum(-1))
+    # (sum c)^2 - sum c^2 pairs of different texts
+    text_pairs = (c.sum(1) ** 2 - (c**2).sum(1))[:, None]
     N = len(s)
     with np.errstate(invalid="ignore", divide="ignore"):  # one text: no pairs, NaN
         same_per_pair = np.asarray(same) / (N * (N - 1))
@@ -158,8 +181,10 @@ def excess_of(s, same, T, counts=None):
 
 
 def rogue_share(sq, k=3):
-    """rogue from sq [..., C], each channel's sum of squares q_c = sum_t h_tc^2: the k largest q_c over sum_c q_c."""
-    q = torch.as_tensor(sq)  # torch's topk: 2-3x faster than numpy's partition on the bootstrap's [1000, C] rows
+    """rogue from sq [..., C], each channel's sum of squares q_c = sum_t h_tc^2: the k largest q_c
+    over sum_c q_c."""
+    # torch's topk: 2-3x faster than numpy's partition on the bootstrap's [1000, C] rows
+    q = torch.as_tensor(sq)
     return (q.topk(k, -1).values.sum(-1) / q.sum(-1)).numpy()
 
 
@@ -167,7 +192,8 @@ def effective_rank(moment):
     """erank of the [tokens, C] matrix U of unit tokens, from M = U^T U [..., C, C] (not centred):
     sigma_k = sqrt(eig_k(M)), p_k = sigma_k / sum_j sigma_j, erank = exp(-sum_k p_k log p_k)."""
     lam = np.linalg.eigvalsh(moment)
-    # M sums float32 products: eigenvalues below float32's resolution of its trace are rounding, not directions
+    # M sums float32 products: eigenvalues below float32's resolution of its trace are rounding, not
+    # directions
     floor = np.finfo(np.float32).eps * np.trace(moment, axis1=-2, axis2=-1)[..., None]
     sigma = np.sqrt(np.where(lam > floor, lam, 0))
     p = sigma / sigma.sum(-1, keepdims=True)
@@ -176,40 +202,49 @@ def effective_rank(moment):
 
 class OnePass:
     """The running sums of the measures beyond the paper's, added as paper_measure sees each layer:
-    s [N, L, C] each text's sum of unit tokens; sq [N, L, C] each text's per-channel sums of squares of the raw
-    states; total [L, C] their per-channel sums; pos [L, T, C] P_i, the unit tokens at position i summed over
-    texts; with erank, the C x C second moment sum u u^T of all unit tokens (in panels: see below)."""
+    s [N, L, C] each text's sum of unit tokens; sq [N, L, C] each text's per-channel sums of squares
+    of the raw states; total [L, C] their per-channel sums; pos [L, T, C] P_i, the unit tokens at
+    position i summed over texts; with erank, the C x C second moment sum u u^T of all unit tokens
+    (in panels: see below)."""
 
     def __init__(self, batch_size, erank=False):
         self.batch_size, self.erank = batch_size, erank
 
     def start(self, N, L, T, C, device):
         self.N, self.T, self.C, self.rows, self.batch = N, T, C, 0, 0
-        # every array allocated once, here: small arrays kept from every batch would fragment the heap
+        # every array allocated once, here: small arrays kept from every batch would fragment the
+        # heap
         self.s, self.sq, self.total = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C))
         self.pos = torch.zeros(L, T, C, dtype=torch.float64, device=device)
         self.per_text, self.per_batch = [], []
         if self.erank:
-            self.mus = np.zeros((-(-N // self.batch_size), L, C))  # each batch's mean unit token, as subtracted
+            # each batch's mean unit token, as subtracted
+            self.mus = np.zeros((-(-N // self.batch_size), L, C))
             self.edges = panel_edges(C)
             widths = list(zip(self.edges, self.edges[1:]))
-            self.panels = [[torch.zeros(C - a, b - a, device=device) for a, b in widths] for _ in range(L)]
-            self.sums64 = [[torch.zeros_like(p, dtype=torch.float64) for p in layer] for layer in self.panels]
+            self.panels = [[torch.zeros(C - a, b - a, device=device) for a, b in widths]
+                           for _ in range(L)]
+            self.sums64 = [[torch.zeros_like(p, dtype=torch.float64) for p in layer]
+                           for layer in self.panels]
 
     def add(self, layer, h, u):
-        """One layer of one batch: h [B, T, C] the raw states (float32), u the unit tokens (changed in place)."""
-        # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across batches in
-        # float64; one copy off the device per batch (end_batch), so a GPU syncs once per batch
+        """One layer of one batch: h [B, T, C] the raw states (float32), u the unit tokens (changed
+        in place)."""
+        # sums over one batch's tokens in float32 (a float64 reduction costs 5-10x on a CPU), across
+        # batches in float64; one copy off the device per batch (end_batch), so a GPU syncs once per
+        # batch
         s_b = u.sum(1)
         self.pos[layer] += u.sum(0)
         self.per_text.append(torch.stack([s_b, h.square().sum(1)], 1))  # [B, 2, C]
         self.per_batch.append(h.sum((0, 1)))
         if self.erank:
-            # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any mu: taken about the
-            # batch's mean mu, float32 rounding scales with the spread of the tokens, not with their length
+            # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any
+            # mu: taken about the batch's mean mu, float32 rounding scales with the spread of the
+            # tokens, not with their length
             mu = (s_b.sum(0, dtype=torch.float64) / u[..., 0].numel()).float()
             self.per_batch.append(mu)
-            add_gram_lower(u.sub_(mu).reshape(-1, self.C), self.panels[layer], self.edges)  # u is D from here on
+            add_gram_lower(u.sub_(mu).reshape(-1, self.C), self.panels[layer],
+                           self.edges)  # u is D from here on
 
     def end_batch(self, B):
         rows = slice(self.rows, self.rows + B)
@@ -225,7 +260,8 @@ class OnePass:
         self.per_text, self.per_batch, self.rows, self.batch = [], [], rows.stop, self.batch + 1
 
     def result(self):
-        """-> s, sq, total, same [L] (sum_i |P_i|^2 - N T, for across_mean) and, with erank, moment [L, C, C]."""
+        """-> s, sq, total, same [L] (sum_i |P_i|^2 - N T, for across_mean) and, with erank,
+        moment [L, C, C]."""
         N, T = self.N, self.T
         out = dict(s=self.s, sq=self.sq, total=self.total,
                    same=(self.pos.square().sum((1, 2)) - N * T).cpu().numpy())
@@ -236,38 +272,43 @@ class OnePass:
     def moment(self):
         starts = range(0, self.N, self.batch_size)
         counts = np.diff([*starts, self.N])[:, None] * self.T  # each batch's tokens, n
-        rs = np.add.reduceat(self.s, starts) - counts[:, :, None] * self.mus  # r = s - n mu per batch, float64
+        # r = s - n mu per batch, float64
+        rs = np.add.reduceat(self.s, starts) - counts[:, :, None] * self.mus
         out = np.empty((len(self.sums64), self.C, self.C))
         for layer, m in enumerate(out):  # a layer at a time: no second [L, C, C] array
             m[:], self.sums64[layer] = gram_from_panels(self.sums64[layer], self.edges), None
             mu, r = self.mus[:, layer], rs[:, layer]
-            m += mu.T @ (counts * mu + r) + r.T @ mu  # the batches' n mu mu^T + mu r^T + r mu^T, all at once
+            # the batches' n mu mu^T + mu r^T + r mu^T, all at once
+            m += mu.T @ (counts * mu + r) + r.T @ mu
         return out
 
 
-def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extra=True, erank=False, tick=None):
-    """The paper's measure and, with extra, OnePass's sums, from one pass over the texts -> dict of arrays."""
+def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", extra=True,
+                erank=False, tick=None):
+    """The paper's measure and, with extra, OnePass's sums, from one pass over the texts -> dict of
+    arrays."""
     extras = OnePass(batch_size, erank) if extra else None
     out = paper_measure(hidden_fn, tokens, batch_size, offdiag, device, extras, tick)
     return out | (extras.result() if extra else {})
 
 
-# Speed: erank's C x C moment costs L C^2 / 2 multiply-adds a token (about 4% of a GPT-2 forward pass). torch has
-# no syrk (BLAS's one-triangle product), so the lower triangle is summed in column panels, in float32 over
-# FLUSH_EVERY batches and then in float64. scipy's syrk, faster alone, made the whole pass slower: its threads
-# and torch's took the cores from each other between calls.
+# Speed: erank's C x C moment costs L C^2 / 2 multiply-adds a token (about 4% of a GPT-2 forward
+# pass). torch has no syrk (BLAS's one-triangle product), so the lower triangle is summed in column
+# panels, in float32 over FLUSH_EVERY batches and then in float64. scipy's syrk, faster alone, made
+# the whole pass slower: its threads and torch's took the cores from each other between calls.
 MOMENT_PANELS = 8  # (P + 1) / 2P of a full matmul's work: 56% at P = 8
 FLUSH_EVERY = 8
 
 
 def panel_edges(C, panels=MOMENT_PANELS):
-    """The column edges of the moment's panels: panel i holds rows edges[i]: and columns edges[i]:edges[i+1]."""
+    """The column edges of the moment's panels: panel i holds rows edges[i]: and columns
+    edges[i]:edges[i+1]."""
     return [round(C * i / panels) for i in range(panels + 1)]
 
 
 def add_gram_lower(d, panels, edges):
-    """panels[i] += d[:, a:]^T d[:, a:b] for d [n, C] and the column block [a, b) = edges[i:i+2]: the lower
-    triangle of d^T d (and the diagonal blocks whole), one matmul per panel."""
+    """panels[i] += d[:, a:]^T d[:, a:b] for d [n, C] and the column block [a, b) = edges[i:i+2]:
+    the lower triangle of d^T d (and the diagonal blocks whole), one matmul per panel."""
     for panel, a, b in zip(panels, edges, edges[1:]):
         panel.addmm_(d[:, a:].T, d[:, a:b])
 
@@ -289,22 +330,26 @@ def gram_from_panels(sums, edges):
 
 
 def channel_moments(stats, n_tokens):
-    """Each layer's per-channel mean and sd over all n_tokens tokens [L, C], from the first pass's sums."""
+    """Each layer's per-channel mean and sd over all n_tokens tokens [L, C], from the first pass's
+    sums."""
     mean = stats["total"] / n_tokens
     var = np.clip(stats["sq"].sum(0) / n_tokens - mean**2, 0, None)
-    return mean, np.where(var > 0, np.sqrt(var), 1.0)  # a constant channel is 0 after centring, whatever sd
+    # a constant channel is 0 after centring, whatever sd
+    return mean, np.where(var > 0, np.sqrt(var), 1.0)
 
 
 @torch.no_grad()
-def standardized_within(hidden_fn, tokens, mean, std, batch_size=4, offdiag=False, device="cpu", tick=None):
-    """within_std [N, L], a second pass: within after z_c = (h_c - m_c) / sd_c, with mean, std [L, C] over all
-    tokens (channel_moments), so that no channel dominates the cosine."""
+def standardized_within(hidden_fn, tokens, mean, std, batch_size=4, offdiag=False, device="cpu",
+                        tick=None):
+    """within_std [N, L], a second pass: within after z_c = (h_c - m_c) / sd_c, with
+    mean, std [L, C] over all tokens (channel_moments), so that no channel dominates the cosine."""
     T = tokens.shape[1]
     mean, std = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in (mean, std))
     out = []
     for batch in tokens.split(batch_size):
         hidden = hidden_fn(batch.to(device))
-        z = [(h.float() - m).div_(sd) for h, m, sd in zip(hidden, mean, std)]  # divided in place: one copy
+        # divided in place: one copy
+        z = [(h.float() - m).div_(sd) for h, m, sd in zip(hidden, mean, std)]
         s = [F.normalize(x, dim=-1, out=x).sum(1) for x in z]
         out.append(within_from_sums(torch.stack(s, 1).double(), T, offdiag).cpu())
         del hidden, z
@@ -313,38 +358,46 @@ def standardized_within(hidden_fn, tokens, mean, std, batch_size=4, offdiag=Fals
     return torch.cat(out).numpy()
 
 
-# ------------------------------------------------------------------------------------------------ summary
+# ------------------------------------------------------------------------------ summary
 
 def rank_rows(y):
-    """Spearman's rho and Kendall's tau-b of each row of y [B, L] against 0..L-1, all rows at once (for the
-    bootstrap); the same numbers as scipy's, ties included."""
+    """Spearman's rho and Kendall's tau-b of each row of y [B, L] against 0..L-1, all rows at once
+    (for the bootstrap); the same numbers as scipy's, ties included."""
     r = stats.rankdata(y, axis=1)
     r, x = r - r.mean(1, keepdims=True), np.arange(y.shape[1]) - (y.shape[1] - 1) / 2
     i, j = np.triu_indices(y.shape[1], 1)
     s = np.sign(y[:, j] - y[:, i])
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = r @ x / np.sqrt((r**2).sum(1) * (x**2).sum())  # rho = Pearson correlation of the ranks
-        tau = s.sum(1) / np.sqrt(len(i) * (len(i) - (s == 0).sum(1)))  # (conc. - disc.) / sqrt(n0 (n0 - ties))
+        # rho = Pearson correlation of the ranks
+        rho = r @ x / np.sqrt((r**2).sum(1) * (x**2).sum())
+        # (conc. - disc.) / sqrt(n0 (n0 - ties))
+        tau = s.sum(1) / np.sqrt(len(i) * (len(i) - (s == 0).sum(1)))
     return rho, tau
 
 
 def ci_of(samples, ci):
-    """The central ci interval of the bootstrap samples, leaving out those of flat resamples (NaN)."""
+    """The central ci interval of the bootstrap samples, leaving out those of flat resamples
+    (NaN)."""
     good = samples[np.isfinite(samples)]
-    return [float(v) for v in np.percentile(good, [50 * (1 - ci), 50 * (1 + ci)])] if good.size else None
+    return ([float(v) for v in np.percentile(good, [50 * (1 - ci), 50 * (1 + ci)])] if good.size
+            else None)
 
 
 def extra_layers(st, k, boot_idx=None):
-    """Each measure beyond the paper's, per layer [L] (with boot_idx [B, N], per resample [B, L])."""
+    """Each measure beyond the paper's, per layer [L] (with boot_idx [B, N], per resample
+    [B, L])."""
     T, L, out = st["avg"].shape[-1], st["avg"].shape[0], {}
     N = len(st["within"])
-    counts = None if boot_idx is None else np.stack([np.bincount(rows, minlength=N) for rows in boot_idx])
+    counts = (None if boot_idx is None
+              else np.stack([np.bincount(rows, minlength=N) for rows in boot_idx]))
     if "s" in st:
         out["across"] = across_mean(st["s"], st["same"], T, counts)
         out["excess"] = excess_of(st["s"], st["same"], T, counts)
-        sq = st["sq"].sum(0) if counts is None else np.stack([counts @ st["sq"][:, l] for l in range(L)], 1)
+        sq = (st["sq"].sum(0) if counts is None
+              else np.stack([counts @ st["sq"][:, l] for l in range(L)], 1))
         out["rogue"] = rogue_share(sq, k)
-    if "moment" in st and boot_idx is None:  # no sum over texts, so no bootstrap: a resample needs each text's M
+    # no sum over texts, so no bootstrap: a resample needs each text's M
+    if "moment" in st and boot_idx is None:
         out["erank"] = effective_rank(st["moment"])
     if "within_std" in st:
         out["within_std"] = resample(st["within_std"], boot_idx)
@@ -352,24 +405,29 @@ def extra_layers(st, k, boot_idx=None):
 
 
 def resample(per_text, boot_idx=None):
-    """The mean over texts of per_text [N, L]; with boot_idx [B, N], the mean of each resample [B, L]."""
-    return per_text.mean(0) if boot_idx is None else np.stack([per_text[rows].mean(0) for rows in boot_idx])
+    """The mean over texts of per_text [N, L]; with boot_idx [B, N], the mean of each resample
+    [B, L]."""
+    return (per_text.mean(0) if boot_idx is None
+            else np.stack([per_text[rows].mean(0) for rows in boot_idx]))
 
 
 def summarize(st, offdiag=False, last_n=3, boot_idx=None, ci=0.95, k=3):
-    """The numbers of one model from layer_stats' st (with within_std [N, L] when measured); boot_idx
-    [n_boot, N]: text resamples shared by all models, so that two models' differences are a paired bootstrap."""
+    """The numbers of one model from layer_stats' st (with within_std [N, L] when measured);
+    boot_idx [n_boot, N]: text resamples shared by all models, so that two models' differences are a
+    paired bootstrap."""
     out = paper_summary(st["avg"], st["within"], offdiag, last_n)
     L, layers = out["n_hidden"], extra_layers(st, k)
     for name, y in layers.items():
         out["layer_" + name] = y.tolist()
         out |= {f"{name}_{key}": v for key, v in rank_correlations(np.arange(L), y).items()}
         out["last_layer_" + name] = float(y[-1])
-    if "erank" in layers:  # on the scale of the width C: 1 / C for one direction, 1 for all directions alike
+    # on the scale of the width C: 1 / C for one direction, 1 for all directions alike
+    if "erank" in layers:
         out["layer_erank_ratio"] = (layers["erank"] / st["moment"].shape[-1]).tolist()
         out["last_layer_erank_ratio"] = out["layer_erank_ratio"][-1]
     if boot_idx is not None and len(boot_idx):
-        # a resample's per-layer means: the average of its texts' means (exact, as every text has T tokens)
+        # a resample's per-layer means: the average of its texts' means (exact, as every text has T
+        # tokens)
         resampled = {"": resample(st["within"], boot_idx), **extra_layers(st, k, boot_idx)}
         out["boot"] = {}
         for name, y in resampled.items():
@@ -380,28 +438,33 @@ def summarize(st, offdiag=False, last_n=3, boot_idx=None, ci=0.95, k=3):
     return out
 
 
-CONDENSATION_ESTIMATE = ("spearman", "kendall", "last_layer_mean", "last_layer_excess", "last_layer_erank")
+CONDENSATION_ESTIMATE = ("spearman", "kendall", "last_layer_mean", "last_layer_excess",
+                         "last_layer_erank")
 
 
 @torch.no_grad()
 def condensation_summary(net, idx, offdiag=False):
-    """train.py's in-training estimate on a fixed batch of token ids idx [N, T] (one forward pass): the
-    CONDENSATION_ESTIMATE numbers under measure.py's names, from few windows (measure.py's use 100 texts)."""
+    """train.py's in-training estimate on a fixed batch of token ids idx [N, T] (one forward pass):
+    the CONDENSATION_ESTIMATE numbers under measure.py's names, from few windows (measure.py's use
+    100 texts)."""
     was_training = net.training
     try:  # no logits: the output layer is costly
         hidden_fn = lambda x: net.eval()(x, return_hidden=True, head=False)[2]
-        r = summarize(layer_stats(hidden_fn, idx, len(idx), offdiag, idx.device, erank=True), offdiag)
+        r = summarize(layer_stats(hidden_fn, idx, len(idx), offdiag, idx.device, erank=True),
+                      offdiag)
     finally:
         net.train(was_training)
     return {k: r[k] for k in CONDENSATION_ESTIMATE}
 
 
-# ------------------------------------------------------------------------------------------------ one run
+# ------------------------------------------------------------------------------ one run
 
 def select_all(args):
-    """Every input checked, every model's texts chosen, before any forward pass. -> (models, described data)."""
+    """Every input checked, every model's texts chosen, before any forward pass.
+    -> (models, described data)."""
     if args.paired and len(args.models) % 2:
-        raise MeasureError(f"--paired takes models in pairs (base, other, base, other, ...), got {len(args.models)}")
+        raise MeasureError(f"--paired takes models in pairs (base, other, base, other, ...), got "
+                           f"{len(args.models)}")
     docs, described = load_documents(args.data, args.field, args.split)
     models = [m for spec in args.models for m in open_model(spec, args.snapshots)]
     if args.paired and len(models) != len(args.models):
@@ -410,17 +473,22 @@ def select_all(args):
         contexts = {m["name"]: m["max_len"] for m in models if m["max_len"] is not None}
         args.seq_len = min([SEQ_LEN, *contexts.values()])
         if args.seq_len < SEQ_LEN:
-            print(f"texts of {args.seq_len} tokens: the shorter of {SEQ_LEN} and the smallest context of the "
-                  f"models ({min(contexts, key=contexts.get)}); --seq_len sets it", flush=True)
+            print(f"texts of {args.seq_len} tokens: the shorter of {SEQ_LEN} and the smallest "
+                  f"context of the models ({min(contexts, key=contexts.get)}); --seq_len sets it",
+                  flush=True)
     for m in models:  # tokenizing is cheap next to a forward pass
-        if m["chars"] is not None:  # a char model has no id for a character it never saw: those are dropped
-            m["encode"] = lambda text, known=m["chars"], enc=m["encode"]: enc("".join(c for c in text if c in known))
+        # a char model has no id for a character it never saw: those are dropped
+        if m["chars"] is not None:
+            m["encode"] = (lambda text, known=m["chars"], enc=m["encode"]:
+                           enc("".join(c for c in text if c in known)))
         if m["max_len"] is not None and args.seq_len > m["max_len"]:
-            raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of {m['max_len']}")
-        m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len, args.seed,
-                                                f" in {described} for {m['name']}")
+            raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of "
+                               f"{m['max_len']}")
+        m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len,
+                                                args.seed, f" in {described} for {m['name']}")
         if (top := int(m["tokens"].max())) >= m["vocab"]:
-            raise MeasureError(f"{m['name']}: token id {top} is outside its vocabulary of {m['vocab']}")
+            raise MeasureError(f"{m['name']}: token id {top} is outside its vocabulary of "
+                               f"{m['vocab']}")
     return models, described
 
 
@@ -431,7 +499,8 @@ def measure_one(m, args, boot_idx):
     hidden_fn = net["hidden"]
     t1 = time.perf_counter()
     kw = dict(batch_size=args.batch_size, offdiag=args.offdiag, device=args.device)
-    st = layer_stats(hidden_fn, m["tokens"], **kw, erank=args.erank, tick=ticker(args.n_texts, "texts"))
+    st = layer_stats(hidden_fn, m["tokens"], **kw, erank=args.erank,
+                     tick=ticker(args.n_texts, "texts"))
     if args.standardize:  # a second pass, every channel standardised by the first pass's statistics
         mean, sd = channel_moments(st, args.n_texts * args.seq_len)
         st["within_std"] = standardized_within(hidden_fn, m["tokens"], mean, sd, **kw,
@@ -441,33 +510,43 @@ def measure_one(m, args, boot_idx):
     t2 = time.perf_counter()
     return dict(name=m["name"], kind=m["kind"], n_params=net["n_params"],
                 n_params_non_embedding=net["n_params_non_embedding"], tokens_seen=m["tokens_seen"],
-                run=m.get("run"), seq_len=args.seq_len, documents=m["starts"], load_seconds=round(t1 - t0, 2),
-                measure_seconds=round(t2 - t1, 2), seconds=round(t2 - t0, 2), **summary)
+                run=m.get("run"), seq_len=args.seq_len, documents=m["starts"],
+                load_seconds=round(t1 - t0, 2), measure_seconds=round(t2 - t1, 2),
+                seconds=round(t2 - t0, 2), **summary)
 
 
 def measure_all(args):
-    """Validate every input, then measure every model; -> (results, report dict for condensation.json)."""
+    """Validate every input, then measure every model; -> (results, report dict for
+    condensation.json)."""
     models, described = select_all(args)
-    print(f"{len(models)} model(s), {args.n_texts} texts of {args.seq_len} tokens from {described}", flush=True)
-    boot_idx = np.random.default_rng(args.seed + 1).integers(0, args.n_texts, (args.n_boot, args.n_texts))
+    print(f"{len(models)} model(s), {args.n_texts} texts of {args.seq_len} tokens from {described}",
+          flush=True)
+    boot_idx = np.random.default_rng(args.seed + 1).integers(0, args.n_texts,
+                                                             (args.n_boot, args.n_texts))
     results = []
     for i, m in enumerate(models, 1):
         print(f"[{i}/{len(models)}] {m['name']}", flush=True)
         r = measure_one(m, args, boot_idx)
         results.append(r)
-        print(f"{r['name']}: rho {r['spearman']:+.3f}, excess rho {r['excess_spearman']:+.3f}, Kendall "
-              f"{r['kendall']:+.3f}, last layer {r['last_layer_mean']:.3f} (loaded in {r['load_seconds']:.1f} s, "
-              f"measured in {r['measure_seconds']:.1f} s)", flush=True)
-    sized = sorted(results, key=lambda r: r["n_params"]) if len({r["n_params"] for r in results}) > 2 else []
+        print(f"{r['name']}: rho {r['spearman']:+.3f}, excess rho {r['excess_spearman']:+.3f}, "
+              f"Kendall {r['kendall']:+.3f}, last layer {r['last_layer_mean']:.3f} "
+              f"(loaded in {r['load_seconds']:.1f} s, measured in {r['measure_seconds']:.1f} s)",
+              flush=True)
+    sized = (sorted(results, key=lambda r: r["n_params"])
+             if len({r["n_params"] for r in results}) > 2 else [])
     size_trend = {key: trend([r[key] for r in sized], [r["spearman"] for r in sized])
                   for key in ("n_params", "n_params_non_embedding")}
-    report = {"settings": {k: v for k, v in vars(args).items() if k != "models"} | {"data": described},
+    report = {"settings": ({k: v for k, v in vars(args).items() if k != "models"}
+                           | {"data": described}),
               "definitions": DEFINITIONS,
-              "size_trend": size_trend | {"families": sorted({plots.family(r) for r in sized})} if sized else None,
-              "pairs": [pair(a, b, args.ci) for a, b in zip(results[::2], results[1::2])] if args.paired else [],
+              "size_trend": (size_trend | {"families": sorted({plots.family(r) for r in sized})}
+                             if sized else None),
+              "pairs": ([pair(a, b, args.ci) for a, b in zip(results[::2], results[1::2])]
+                        if args.paired else []),
               "runs": {run: trend([r["tokens_seen"] for r in rs], [r["spearman"] for r in rs])
                        for run, rs in snapshot_runs(results).items()},
-              "models": [{k: v for k, v in r.items() if k not in ("hist", "boot", "run")} for r in results]}
+              "models": [{k: v for k, v in r.items() if k not in ("hist", "boot", "run")}
+                         for r in results]}
     return results, report
 
 
@@ -477,9 +556,11 @@ def trend(x, y):
 
 
 def pair(a, b, ci):
-    """b against a (say a distilled model against its base): differences and their paired bootstrap CIs."""
+    """b against a (say a distilled model against its base): differences and their paired
+    bootstrap CIs."""
     out = {"base": a["name"], "other": b["name"], "same_texts": a["documents"] == b["documents"]}
-    keys = ("spearman", "kendall", "last_layer_mean", "excess_spearman", "last_layer_excess", "within_std_spearman")
+    keys = ("spearman", "kendall", "last_layer_mean", "excess_spearman", "last_layer_excess",
+            "within_std_spearman")
     for key in (k for k in keys if k in a and k in b):
         out["d_" + key] = b[key] - a[key]
         if "boot" in a:
@@ -488,7 +569,8 @@ def pair(a, b, ci):
 
 
 def snapshot_runs(results):
-    """Checkpoints of one run directory (or revisions of one hf: model) that know their training tokens."""
+    """Checkpoints of one run directory (or revisions of one hf: model) that know their training
+    tokens."""
     runs = {}
     for r in results:
         if r["tokens_seen"] is not None:
@@ -497,27 +579,34 @@ def snapshot_runs(results):
             if len({r["tokens_seen"] for r in rs}) > 1}
 
 
-# ------------------------------------------------------------------------------------------------ output
+# ------------------------------------------------------------------------------ output
 
 FIGURES = ("heatmaps.png", "layer_means.png", "layer_measures.png", "size_trend.png")
 RANKS = ("spearman", "spearman_p", "spearman_ci", "kendall", "kendall_p", "kendall_ci")
-CSV_KEYS = ("name", "n_params", "n_params_non_embedding", "tokens_seen", "n_hidden", *RANKS, "last_layer_mean",
-            "last_n_mean", *(f"{m}_{k}" for m in MEASURES for k in RANKS),
-            *(f"last_layer_{m}" for m in (*MEASURES, "erank_ratio")), "load_seconds", "measure_seconds", "seconds")
-LAYER_KEYS = ("across", "excess", "rogue", "erank", "erank_ratio", "within_std")  # condensation_layers.csv's
+CSV_KEYS = ("name", "n_params", "n_params_non_embedding", "tokens_seen", "n_hidden", *RANKS,
+            "last_layer_mean", "last_n_mean", *(f"{m}_{k}" for m in MEASURES for k in RANKS),
+            *(f"last_layer_{m}" for m in (*MEASURES, "erank_ratio")), "load_seconds",
+            "measure_seconds", "seconds")
+# condensation_layers.csv's measure columns
+LAYER_KEYS = ("across", "excess", "rogue", "erank", "erank_ratio", "within_std")
 
 
 def write_outputs(results, report, folder, size_by="n_params", figures=True):
-    text = re.sub(r"(?<=[\s\[])-?(NaN|Infinity)\b", "null", json.dumps(report, indent=1))  # e.g. rho of a flat curve
-    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    # NaN and Infinity become null (e.g. rho of a flat curve)
+    text = re.sub(r"(?<=[\s\[])-?(NaN|Infinity)\b", "null", json.dumps(report, indent=1))
+    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                  text)
     (folder / "condensation.json").write_text(text + "\n")
-    cell = lambda v: " ".join(map(str, v)) if isinstance(v, list) else v  # a confidence interval as "lo hi"
-    layer_rows = [[r["name"], layer, layer / (r["n_hidden"] - 1), r["layer_mean"][layer], r["layer_std"][layer],
+    # a confidence interval as "lo hi"
+    cell = lambda v: " ".join(map(str, v)) if isinstance(v, list) else v
+    layer_rows = [[r["name"], layer, layer / (r["n_hidden"] - 1), r["layer_mean"][layer],
+                   r["layer_std"][layer],
                    *(r["layer_" + k][layer] if "layer_" + k in r else None for k in LAYER_KEYS)]
                   for r in results for layer in range(r["n_hidden"])]
-    tables = {"condensation.csv": [CSV_KEYS] + [[cell(r.get(k)) for k in CSV_KEYS] for r in results],
-              "condensation_layers.csv": [("name", "layer", "layer_fraction", "mean", "std", *LAYER_KEYS)]
-              + layer_rows}
+    tables = {"condensation.csv":
+                  [CSV_KEYS] + [[cell(r.get(k)) for k in CSV_KEYS] for r in results],
+              "condensation_layers.csv":
+                  [("name", "layer", "layer_fraction", "mean", "std", *LAYER_KEYS)] + layer_rows}
     for name, rows in tables.items():
         with open(folder / name, "w", newline="") as f:
             csv.writer(f).writerows(rows)
@@ -528,12 +617,14 @@ def write_outputs(results, report, folder, size_by="n_params", figures=True):
 
 def columns_readme():
     """README.md of a results folder: what its files and columns are."""
-    lines = ["# measure.py's results", "", "- `condensation.json`: the settings, every number of every model, "
+    lines = ["# measure.py's results", "",
+             "- `condensation.json`: the settings, every number of every model, "
              "the size trend, paired differences and trends over training snapshots.",
-             "- `condensation.csv`: one row per model; `condensation_layers.csv`: one row per model and layer "
-             "(`mean` is within, `std` its spread over texts).",
-             "- `X_spearman`, `X_kendall`: rank correlation of measure X with depth (no prefix: within), with "
-             "p-values and bootstrap intervals over texts (`lo hi`); `last_layer_X`: the last layer's value.", "",
+             "- `condensation.csv`: one row per model; `condensation_layers.csv`: one row per "
+             "model and layer (`mean` is within, `std` its spread over texts).",
+             "- `X_spearman`, `X_kendall`: rank correlation of measure X with depth (no prefix: "
+             "within), with p-values and bootstrap intervals over texts (`lo hi`); `last_layer_X`: "
+             "the last layer's value.", "",
              "The measures, per layer:", ""]
     return "\n".join(lines + [f"- `{k}`: {v}." for k, v in DEFINITIONS.items()]) + "\n"
 
@@ -550,18 +641,22 @@ def interval(value, ci):
 def print_table(results, report, last_n, size_by="n_params"):
     fmt = lambda r, k: interval(r[k], r.get(k + "_ci"))
     std, erank = "within_std_spearman" in results[0], "last_layer_erank_ratio" in results[0]
-    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>26s} {'excess rho [CI]':>26s} "
+    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>26s} "
+          f"{'excess rho [CI]':>26s} "
           + (f"{'std rho [CI]':>26s} " if std else "") + f"{'Kendall [CI]':>26s} {'last':>6s} "
           f"{f'last{last_n}':>6s}" + (f" {'erank/C':>7s}" if erank else ""))
     for r in sorted(results, key=lambda r: r["n_params"]):
-        print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M {r['n_params_non_embedding'] / 1e6:7.2f}M"
+        print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M "
+              f"{r['n_params_non_embedding'] / 1e6:7.2f}M"
               f" {r['n_hidden']:4d} {fmt(r, 'spearman'):>26s} {fmt(r, 'excess_spearman'):>26s} "
-              + (f"{fmt(r, 'within_std_spearman'):>26s} " if std else "") + f"{fmt(r, 'kendall'):>26s} "
+              + (f"{fmt(r, 'within_std_spearman'):>26s} " if std else "")
+              + f"{fmt(r, 'kendall'):>26s} "
               f"{r['last_layer_mean']:6.3f} {r['last_n_mean']:6.3f}"
               + (f" {r['last_layer_erank_ratio']:7.3f}" if erank else ""))
     if report["size_trend"]:
         t = report["size_trend"][size_by]
-        print(f"size trend over {t['n']} models ({'non-embedding ' * (size_by != 'n_params')}parameters): "
+        print(f"size trend over {t['n']} models "
+              f"({'non-embedding ' * (size_by != 'n_params')}parameters): "
               f"Spearman(size, rho) {t['spearman']:+.3f} (p {t['spearman_p']:.3g}), "
               f"Kendall {t['kendall']:+.3f} (p {t['kendall_p']:.3g})")
         if len(families := report["size_trend"]["families"]) > 1:
@@ -571,50 +666,66 @@ def print_table(results, report, last_n, size_by="n_params"):
               f"{fmt(p, 'd_excess_spearman')}, d_last {p['d_last_layer_mean']:+.4f}"
               + ("" if p["same_texts"] else " (texts differ)"))
     if report["pairs"]:
-        print("intervals: a bootstrap over the texts, for these models: differences between training seeds are not "
-              "in them, and a rank correlation over few layers moves in steps (1/28 over 7 layers)")
+        print("intervals: a bootstrap over the texts, for these models: differences between "
+              "training seeds are not in them, and a rank correlation over few layers moves in "
+              "steps (1/28 over 7 layers)")
 
 
-# ------------------------------------------------------------------------------------------------ command line
+# ------------------------------------------------------------------------------ command line
 
 SEQ_LEN = 512  # the paper's text length, when every model's context allows it
 N_BOOT = 1000  # bootstrap resamples of the texts
 
 
 def parse_args(argv=None):
-    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
-    p = checks.one_line(argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=formatter),
+    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter,
+                                   argparse.RawDescriptionHelpFormatter), {})
+    p = checks.one_line(argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                                formatter_class=formatter),
                         "measure.py")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="checkpoint, run directory, GPT-2 name/dir, hf:<name>[@revision]")
-    p.add_argument("--data", default="austen", help=".txt/.jsonl file, bundled source or prepared dataset name")
+    p.add_argument("--data", default="austen",
+                   help=".txt/.jsonl file, bundled source or prepared dataset name")
     p.add_argument("--split", default="val", choices=["val", "all"],
-                   help="of a bundled or prepared dataset: val (documents no model trained on) or all documents")
+                   help="of a bundled or prepared dataset: val (documents no model trained on) or "
+                        "all documents")
     p.add_argument("--field", default="text", help="JSON field holding the text of a .jsonl file")
     p.add_argument("--n_texts", type=int, default=100, help="texts per model (the paper: 100)")
     p.add_argument("--seq_len", type=int, default=None,
-                   help=f"tokens per text (default: the paper's {SEQ_LEN}, or the models' smallest context)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the choice of documents and the bootstrap")
-    p.add_argument("--offdiag", action="store_true", help="leave each token's cosine with itself (1) out")
+                   help=f"tokens per text (default: the paper's {SEQ_LEN}, or the models' smallest "
+                        "context)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the choice of documents and the bootstrap")
+    p.add_argument("--offdiag", action="store_true",
+                   help="leave each token's cosine with itself (1) out")
     p.add_argument("--standardize", action="store_true",
-                   help="also within_std: a second pass with every channel standardised (mean 0, variance 1)")
+                   help="also within_std: a second pass with every channel standardised (mean 0, "
+                        "variance 1)")
     p.add_argument("--erank", action="store_true",
-                   help="also erank, from a C x C second moment summed over all tokens: L C^2 / 2 multiply-adds a "
-                        "token, about 5%% more time for GPT-2")
-    p.add_argument("--rogue_k", type=int, default=3, help="rogue: the share of the squared norm in the k largest "
-                                                          "channels")
-    p.add_argument("--last_n", type=int, default=3, help="also report the mean over the last n layers")
-    p.add_argument("--n_boot", type=int, default=N_BOOT, help="bootstrap resamples of the texts (0: no CIs)")
-    p.add_argument("--ci", type=checks.number, default=0.95, help="confidence level of the bootstrap intervals")
-    p.add_argument("--paired", action="store_true", help="models come in pairs (base, other): report differences")
-    p.add_argument("--snapshots", action="store_true", help="a run directory means all its ckpt_NNNNNN.pt")
+                   help="also erank, from a C x C second moment summed over all tokens: L C^2 / 2 "
+                        "multiply-adds a token, about 5%% more time for GPT-2")
+    p.add_argument("--rogue_k", type=int, default=3,
+                   help="rogue: the share of the squared norm in the k largest channels")
+    p.add_argument("--last_n", type=int, default=3,
+                   help="also report the mean over the last n layers")
+    p.add_argument("--n_boot", type=int, default=N_BOOT,
+                   help="bootstrap resamples of the texts (0: no CIs)")
+    p.add_argument("--ci", type=checks.number, default=0.95,
+                   help="confidence level of the bootstrap intervals")
+    p.add_argument("--paired", action="store_true",
+                   help="models come in pairs (base, other): report differences")
+    p.add_argument("--snapshots", action="store_true",
+                   help="a run directory means all its ckpt_NNNNNN.pt")
     p.add_argument("--size_by", default="total", choices=["total", "non_embedding"],
-                   help="model size in the size trend's figure and line: all parameters or non-embedding ones")
+                   help="model size in the size trend's figure and line: all parameters or "
+                        "non-embedding ones")
     p.add_argument("--batch_size", type=int, default=4, help="texts per forward pass")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="where the models run: cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="float32", choices=["float32", "bf16"],
-                   help="the models' weights and activations (the measures are taken in float32 either way)")
+                   help="the models' weights and activations (the measures are taken in float32 "
+                        "either way)")
     p.add_argument("--out", default="out_measure", help="folder for the results")
     args = p.parse_args(argv)
     check_flags(p, args, dict(n_texts=1, seq_len=2, last_n=1, n_boot=0, batch_size=1, rogue_k=1))
@@ -629,10 +740,12 @@ def main(argv=None):
     args = parse_args(argv)
     size_by = "n_params" if args.size_by == "total" else "n_params_non_embedding"
     try:
-        if unwritable := check_writable(args.out, "--out"):  # refused now, not after the whole measurement
+        # refused now, not after the whole measurement
+        if unwritable := check_writable(args.out, "--out"):
             raise MeasureError(unwritable)
         results, report = measure_all(args)
-        out = write_results(args.out, lambda folder: write_outputs(results, report, folder, size_by),
+        out = write_results(args.out,
+                            lambda folder: write_outputs(results, report, folder, size_by),
                             lambda out: [*out.glob("condensation*.*"), *out.glob("training*.png"),
                                          out / "README.md", *(out / f for f in FIGURES)])
     except (MeasureError, ModelError, DataError, OSError, ValueError) as e:
