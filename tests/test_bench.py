@@ -34,10 +34,3 @@ def test_bad_flags_name_bench_flags(argv, line):
     with pytest.raises(SystemExit) as e:
         bench.main(argv)
     assert e.value.code == line
-
-
-def test_help_shows_the_defaults(capsys):
-    with pytest.raises(SystemExit):
-        bench.main(["--help"])
-    out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 30)" in out and "(default: 100,10)" in out and "(default: 512)" in out

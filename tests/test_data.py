@@ -386,10 +386,3 @@ def test_out_dir_naming_a_file_is_one_line(tmp_path):
     with pytest.raises(prepare.DataError, match=f"^{afile} is a file, not a folder$"):
         prepare.prepare("x", small_documents(), {"name": "char"}, out_dir=afile, verbose=False)
     assert afile.read_text() == "keep me"
-
-
-def test_help_shows_the_defaults(capsys):
-    with pytest.raises(SystemExit):
-        prepare.main(["--help"])
-    out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 0.1)" in out and "(default: 1337)" in out and "(default: None)" not in out

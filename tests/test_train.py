@@ -386,14 +386,6 @@ def test_ddp_two_processes_follow_one(tmp_path, char_data):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
-def test_readme_documents_every_flag():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    names = [s for action in train.build_parser()._actions for s in action.option_strings if s.startswith("--")]
-    missing = [f for f in names if f not in readme and f != "--help"]
-    assert not missing, f"README's flag table lacks {missing}"
-
-
 def bad_run(tmp_path, char_data, kind):
     """Make what the bad input needs -> (flags, the one line train.py must stop with)."""
     out = tmp_path / "out"
