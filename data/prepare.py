@@ -78,8 +78,7 @@ def read_documents(path, field="text"):
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read as UTF-8 text ({e})") from None
     if path.suffix == ".txt":
-        paragraphs = re.split(r"\n[ \t\r\f\v]*\n", text)
-        return [p.strip("\n") for p in paragraphs if p.strip()]
+        return paragraphs(text)
 
     documents = []
     for lineno, record in jsonl_records(text, path):
@@ -90,6 +89,11 @@ def read_documents(path, field="text"):
             raise DataError(f"{path}:{lineno}: field {field!r} is {type(record[field]).__name__}, not a string")
         documents.append(record[field])
     return documents
+
+
+def paragraphs(text):
+    """Blank-line separated paragraphs, their leading and trailing newlines removed."""
+    return [p.strip("\n") for p in re.split(r"\n[ \t\r\f\v]*\n", text) if p.strip()]
 
 
 def jsonl_records(text, path):
@@ -398,6 +402,67 @@ def prepare_source(name, out_dir=None, tokenizer_name=None, val_fraction=DEFAULT
     spec = {"name": tokenizer_name or ("char" if name.endswith("_char") else "gpt2")}
     return prepare(name, _stream_documents(base, split, config), spec, out_dir=out_dir, val_fraction=val_fraction,
                    seed=seed, max_docs=max_docs, max_tokens=max_tokens, source=source, verbose=verbose)
+
+
+# ----------------------------------------------------------------------------- held-out documents
+
+def held_out_documents(name, split="val"):
+    """The documents of NAME (a bundled source, or a prepared dataset) that no model trained on it saw, as text,
+    with a description: split val is what prepare() puts (or would put) into NAME's val split; all is every
+    document. A bundled source's documents (chapters, articles) come cut into their paragraphs, as a char
+    dataset's are, so that many texts can come from few held-out documents."""
+    if name.removesuffix("_char") in BUNDLED_SOURCES:
+        docs = source_documents(name)
+        if split == "all":
+            return docs, f"{name} (bundled, all {len(docs)} documents)"
+        held = val_documents(name, docs)
+        paras = [p for doc in held for p in paragraphs(doc)]
+        return paras, (f"{name} (bundled, the {len(held)} val documents of data/prepare.py's split, "
+                       f"{len(paras)} paragraphs)")
+    meta = load_meta(name)  # clear errors for an unprepared or half-prepared dataset
+    _, decode = tokenizer.get_tokenizer(meta["tokenizer"])
+    parts = [split_documents(load_split(name, part), meta["eot"], decode)
+             for part in (("train", "val") if split == "all" else ("val",))]
+    docs = parts[0] if len(parts) == 1 else [d for part in parts for d in part]
+    return docs, f"{name} ({'train and val' if split == 'all' else 'val'}, {len(docs)} documents)"
+
+
+def val_documents(name, documents):
+    """The documents that prepare() puts into NAME's val split, whether or not NAME is prepared: its
+    de-duplication, chunks and seeded val_mask, with the prepared dataset's val fraction and seed if there is
+    one (else the defaults)."""
+    fraction, seed = DEFAULT_VAL_FRACTION, DEFAULT_SEED
+    if is_prepared(name):
+        meta = load_meta(name)
+        fraction, seed = meta["val_fraction"], meta["seed"]
+    docs = list(dict.fromkeys(d for d in documents if d.strip()))
+    chunks = [docs[i:i + CHUNK_DOCS] for i in range(0, len(docs), CHUNK_DOCS)]
+    return [d for i, chunk in enumerate(chunks) for d, v in zip(chunk, val_mask(len(chunk), fraction, seed, i))
+            if v]
+
+
+def split_documents(tokens, eot, decode):
+    """A prepared split's documents: cut at <|endoftext|>, or, for char data (which has no document marker
+    and joined its documents by blank lines), its paragraphs."""
+    if eot is None:
+        return paragraphs(decode(tokens))
+    cuts = np.flatnonzero(tokens == eot)
+    bounds = [(a, b) for a, b in zip(np.r_[0, cuts + 1], np.r_[cuts, len(tokens)]) if b > a]
+    return LazyDocs(tokens, bounds, decode)
+
+
+class LazyDocs:
+    """Documents of a tokenized split, decoded only when asked for: a web corpus's val split can be large."""
+
+    def __init__(self, tokens, bounds, decode):
+        self.tokens, self.bounds, self.decode = tokens, bounds, decode
+
+    def __len__(self):
+        return len(self.bounds)
+
+    def __getitem__(self, i):
+        a, b = self.bounds[i]
+        return self.decode(self.tokens[a:b])
 
 
 # ----------------------------------------------------------------------------- reading prepared data

@@ -5,81 +5,22 @@ select_texts; gpu_sweep.py uses them to check, before training, that its texts w
 """
 
 import os
-import re
 
 import numpy as np
 import torch
 
-from data.prepare import (BUNDLED_SOURCES, CHUNK_DOCS, DEFAULT_SEED, DEFAULT_VAL_FRACTION, DataError, dataset_dir,
-                          is_prepared, load_meta, load_split, read_documents, source_documents, val_mask)
-from data.tokenizer import get_tokenizer
-
-
-def paragraphs(text):
-    """Blank-line separated paragraphs, as data/prepare.py reads a .txt file."""
-    return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
-
-
-def val_documents(name, documents):
-    """The documents of a bundled source that data/prepare.py puts into NAME's val split, whether or not NAME is
-    prepared: its de-duplication (first copy kept, empty ones dropped), chunks and seeded val_mask, with the val
-    fraction and seed of the prepared dataset when there is one (else prepare's defaults)."""
-    fraction, seed = DEFAULT_VAL_FRACTION, DEFAULT_SEED
-    if is_prepared(name):
-        meta = load_meta(name)
-        fraction, seed = meta["val_fraction"], meta["seed"]
-    docs = list(dict.fromkeys(d for d in documents if d.strip()))
-    chunks = [docs[i:i + CHUNK_DOCS] for i in range(0, len(docs), CHUNK_DOCS)]
-    return [d for i, chunk in enumerate(chunks) for d, v in zip(chunk, val_mask(len(chunk), fraction, seed, i)) if v]
+from data.prepare import BUNDLED_SOURCES, DataError, dataset_dir, held_out_documents, read_documents
 
 
 def load_documents(data, field="text", split="val"):
-    """The documents named by --data, and a description of them. split val: a bundled or prepared dataset's val
-    split (text the model never trained on), all: every document; a file is never split."""
+    """The documents named by --data, and a description of them: a file's every document (a file is never
+    split), or a bundled or prepared dataset's held-out documents (split val; all: every document)."""
     if data.endswith((".txt", ".jsonl")) or os.path.isfile(data):
         return read_documents(data, field), f"{data} (all documents: a file has no val split)"
-    if data.removesuffix("_char") in BUNDLED_SOURCES:
-        docs = source_documents(data)
-        if split == "all":
-            return docs, f"{data} (bundled, all {len(docs)} documents)"
-        # a bundled corpus holds few documents (austen: 269 chapters, ~27 of them val): its val documents are cut
-        # into paragraphs, as a prepared char dataset is, so that many texts can come from held-out text
-        held = val_documents(data, docs)
-        paras = [p for doc in held for p in paragraphs(doc)]
-        return paras, f"{data} (bundled, the {len(held)} val documents of data/prepare.py's split, {len(paras)} paragraphs)"
-    if not (dataset_dir(data) / "meta.json").exists():
+    if data.removesuffix("_char") not in BUNDLED_SOURCES and not (dataset_dir(data) / "meta.json").exists():
         raise DataError(f"unknown data source {data!r}: not a .txt/.jsonl file, a bundled source "
-                           f"({', '.join(BUNDLED_SOURCES)}) or a prepared dataset under data/ (python data/prepare.py)")
-    meta = load_meta(data)  # clear errors for a half-prepared dataset
-    _, decode = get_tokenizer(meta["tokenizer"])
-    parts = [split_documents(load_split(data, name), meta["eot"], decode)
-             for name in (("train", "val") if split == "all" else ("val",))]
-    docs = parts[0] if len(parts) == 1 else [d for part in parts for d in part]
-    return docs, f"{data} ({'train and val' if split == 'all' else 'val'}, {len(docs)} documents)"
-
-
-def split_documents(tokens, eot, decode):
-    """A prepared split's documents: cut at <|endoftext|>, or, for char data (which has no document marker and
-    joined its documents by blank lines), its paragraphs."""
-    if eot is None:
-        return paragraphs(decode(tokens))
-    cuts = np.flatnonzero(tokens == eot)
-    bounds = [(a, b) for a, b in zip(np.r_[0, cuts + 1], np.r_[cuts, len(tokens)]) if b > a]
-    return LazyDocs(tokens, bounds, decode)
-
-
-class LazyDocs:
-    """Documents of a tokenized split, decoded only when asked for: a web corpus's val split can be large."""
-
-    def __init__(self, tokens, bounds, decode):
-        self.tokens, self.bounds, self.decode = tokens, bounds, decode
-
-    def __len__(self):
-        return len(self.bounds)
-
-    def __getitem__(self, i):
-        a, b = self.bounds[i]
-        return self.decode(self.tokens[a:b])
+                        f"({', '.join(BUNDLED_SOURCES)}) or a prepared dataset under data/ (python data/prepare.py)")
+    return held_out_documents(data, split)
 
 
 def first_tokens(docs, start, encode, seq_len, used):

@@ -18,7 +18,7 @@ import model
 from support import checks, plots
 from support.load import load_gpt
 from data import texts
-from data.prepare import load_split, prepare, source_documents
+from data.prepare import load_split, paragraphs, prepare, source_documents
 from data.tokenizer import GPT2_RANKS_FILE, char_spec, get_tokenizer
 
 
@@ -404,7 +404,7 @@ def test_documents_from_each_source(tmp_path):
 def test_a_bundled_source_means_its_prepared_val_split(tmp_path):
     # prepared here from the bundled chapters with prepare's defaults, as `python data/prepare.py austen_char` does
     meta = prepare(str(tmp_path / "ac"), source_documents("austen"), {"name": "char"}, verbose=False)
-    val = texts.paragraphs(get_tokenizer(meta["tokenizer"])[1](load_split(str(tmp_path / "ac"), "val")))
+    val = paragraphs(get_tokenizer(meta["tokenizer"])[1](load_split(str(tmp_path / "ac"), "val")))
     held, described = measure.load_documents("austen_char")
     assert held == val and f"the {meta['n_val_docs']} val documents" in described
     assert measure.load_documents("austen")[0] == held  # the same documents, whatever the tokenizer
