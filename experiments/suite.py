@@ -71,7 +71,7 @@ COLOURS = {"none": "black", "angular": "C0", "decorrelation": "C1", "l2_repel": 
            "embed_noise": "C5", "forgetting": "C6", "distilled": "C3"}
 RUN_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")  # experiment 2: the seeds of one setting
 FIGURES = ("heatmaps.png", "layer_means.png", "layer_measures.png", "size_trend.png", "condensation_over_training.png",
-           "loss_curves.png", "condensation_against_loss.png", "README.md")
+           "loss_curves.png", "condensation_against_loss.png", "plain_vs_angular.png", "README.md")
 TABLE_KEYS = ("val", "spearman", "kendall", "last_layer_mean", "excess_spearman", "within_std_spearman",
               "last_layer_excess")
 
@@ -281,6 +281,9 @@ class Suite:
         self.summary["4_pretraining"]["by_text"] = by_text
         sets = settings_of(results, lambda r: name_of(r["name"]), self.label_of, COLOURS.get)
         draw_settings(self.folder("4_pretraining"), sets, "4. Pre-training: ")
+        pair = [s for s in sets if s["key"] in ("none", "angular")]  # the README's figure
+        plots.plot_setting_layer_means(pair, self.folder("4_pretraining") / "plain_vs_angular.png",
+                                       "Plain against angular dispersion: ")
 
     def exp5(self):
         iters, runs = self.S["iters"], []

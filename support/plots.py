@@ -1,12 +1,13 @@
 """
 The paper's figures, drawn from measure.py's results (matplotlib, files only):
 
-  heatmaps.png     per model: x = layer fraction, y = cosine similarity, colour = share of token pairs in each bin
+  heatmaps.png     per model: x = layer, y = cosine similarity, colour = share of token pairs in each bin
                    of that layer's text-averaged cosine matrix; all models on one colour scale
-  layer_means.png  the per-layer mean cosine of every model, with a band of +-1 sd over texts
-  layer_measures.png  per layer: within- and across-text mean cosine, within after standardising channels (when
-                   measured) and the effective rank, one colour per model
-  size_trend.png   rho and tau against parameters (from three models of different sizes)
+  layer_means.png  the per-layer mean cosine of every model (x = layer fraction: models of any depth), with a
+                   band of +-1 sd over texts
+  layer_measures.png  per layer: within- and across-text mean cosine, excess, within after standardising
+                   channels and the effective rank (when measured), one colour per model
+  size_trend.png   rho and tau against parameters, on a log axis (from three models of different sizes)
   condensation_over_training.png   rho and tau of each run's snapshots against training tokens (when there are
                    snapshots)
 
@@ -308,9 +309,10 @@ def plot_setting_layer_means(settings, path, what=""):
         for s in settings:
             L = s["runs"][0]["n_hidden"]
             rho = np.nanmean([np.nan if r["spearman"] is None else r["spearman"] for r in s["runs"]])
-            mean_band(ax, np.linspace(0, 1, L), [r["layer_mean"] for r in s["runs"]], s["colour"],
+            mean_band(ax, np.arange(L), [r["layer_mean"] for r in s["runs"]], s["colour"],
                       f"{s['label']} (rho {rho:+.2f})", marker=".")
-        ax.set(xlabel="layer fraction (0 = embeddings)", ylabel="mean token-token cosine in a text")
+        layer_ticks(ax, L)
+        ax.set(ylabel="mean token-token cosine in a text")
         ax.set_title(f"{what}condensation by depth\n({seeds_note(settings)})", fontsize=10)
         if len(settings) > 4:  # beside the plot, where it hides no curve
             fig.set_size_inches(9, 4)
@@ -411,10 +413,10 @@ def plot_snapshot_layer_means(runs, path):
     with figure(path, (3.4 * len(runs) + 1, 3.4), ncols=len(runs), squeeze=False, sharey=True) as (fig, axes):
         for ax, run in zip(axes.flat, runs):
             for r in run["snapshots"]:
-                ax.plot(np.linspace(0, 1, r["n_hidden"]), r["layer_mean"], ".-", lw=1,
+                ax.plot(np.arange(r["n_hidden"]), r["layer_mean"], ".-", lw=1,
                         color=step_colour(snapshot_step(r["name"]), last))
             ax.set_title(run["label"], fontsize=9, color=run["colour"])
-            ax.set_xlabel("layer fraction (0 = embeddings)")
+            layer_ticks(ax, run["snapshots"][0]["n_hidden"])
         axes[0, 0].set_ylabel("mean token-token cosine in a text")
         fig.suptitle("condensation by depth at each snapshot of training", fontsize=10)
         sm = cm.ScalarMappable(colors.Normalize(0, last / 0.9), colormaps["plasma"])  # as step_colour

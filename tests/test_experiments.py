@@ -50,7 +50,7 @@ def test_quick_suite_runs_every_experiment(tmp_path, capsys):
     assert len(six["runs"]) == 4 and all(len(points) == 5 for points in six["runs"].values())  # steps 0, 10 .. 40
     assert list(six["compare"]["steps"]) == ["10", "20", "40"] and "fit" in six
     figures = {"1_width": {"size_trend.png", "loss_curves.png"}, "2_training": {"condensation_over_training.png"},
-               "3_distillation": {"loss_curves.png"}, "4_pretraining": {"loss_curves.png"},
+               "3_distillation": {"loss_curves.png"}, "4_pretraining": {"loss_curves.png", "plain_vs_angular.png"},
                "5_midtraining": {"loss_curves.png"}}
     for folder, extra in figures.items():
         drawn = {p.name for p in (tmp_path / "results" / folder).glob("*.png")}
