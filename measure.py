@@ -107,9 +107,9 @@ def rank_correlations(x, y):
 
 def paper_summary(avg, within, offdiag=False, last_n=3):
     """From paper_measure: mu_l (layer_mean, the mean of layer l's averaged matrix, = the mean of
-    its texts' means), the spread over texts, rho and tau of mu_l against l, and hist, the paper's
-    heatmap columns: a 128-bin histogram over [-1, 1] of each averaged matrix's entries, as
-    fractions."""
+    its texts' means), the spread over texts, Spearman and Kendall of mu_l against l, and hist,
+    the paper's heatmap columns: a 128-bin histogram over [-1, 1] of each averaged matrix's
+    entries, as fractions."""
     L, T = avg.shape[0], avg.shape[-1]
     # [L, entries looked at]
     entries = avg[:, ~torch.eye(T, dtype=torch.bool)] if offdiag else avg.flatten(1)
@@ -371,8 +371,8 @@ def rank_rows(y):
         # rho = Pearson correlation of the ranks
         rho = r @ x / np.sqrt((r**2).sum(1) * (x**2).sum())
         # (conc. - disc.) / sqrt(n0 (n0 - ties))
-        tau = s.sum(1) / np.sqrt(len(i) * (len(i) - (s == 0).sum(1)))
-    return rho, tau
+        kendall = s.sum(1) / np.sqrt(len(i) * (len(i) - (s == 0).sum(1)))
+    return rho, kendall
 
 
 def ci_of(samples, ci):
@@ -431,10 +431,11 @@ def summarize(st, offdiag=False, last_n=3, boot_idx=None, ci=0.95, k=3):
         resampled = {"": resample(st["within"], boot_idx), **extra_layers(st, k, boot_idx)}
         out["boot"] = {}
         for name, y in resampled.items():
-            rho, tau = rank_rows(y)
+            rho, kendall = rank_rows(y)
             prefix, last = (f"{name}_", f"last_layer_{name}") if name else ("", "last_layer_mean")
-            out["boot"] |= {prefix + "spearman": rho, prefix + "kendall": tau, last: y[:, -1]}
-            out[prefix + "spearman_ci"], out[prefix + "kendall_ci"] = ci_of(rho, ci), ci_of(tau, ci)
+            out["boot"] |= {prefix + "spearman": rho, prefix + "kendall": kendall, last: y[:, -1]}
+            out[prefix + "spearman_ci"] = ci_of(rho, ci)
+            out[prefix + "kendall_ci"] = ci_of(kendall, ci)
     return out
 
 

@@ -279,12 +279,13 @@ def configure_optimizer(model, args, device):
 def dispersion_term(run, hidden, step, index):
     """D on the chosen blocks' outputs, block i's being hidden[i + 1] (the last one after ln_f, as
     in Hugging Face's hidden states); its sampled tokens are a function of (seed, step, micro)."""
-    a = run.args
-    seed = int(np.random.SeedSequence([a.seed, step, index]).generate_state(1)[0])
+    args = run.args
+    seed = int(np.random.SeedSequence([args.seed, step, index]).generate_state(1)[0])
     gen = torch.Generator(device=hidden[0].device).manual_seed(seed)
-    return dispersion.layer_dispersion(hidden, run.disp_layers, kind=a.disp, tau=a.disp_tau,
-                                       max_tokens=a.disp_max_tokens or None, clamp=a.disp_clamp,
-                                       lambda_norm=a.disp_lambda_norm, generator=gen)
+    return dispersion.layer_dispersion(hidden, run.disp_layers, kind=args.disp, tau=args.disp_tau,
+                                       max_tokens=args.disp_max_tokens or None,
+                                       clamp=args.disp_clamp, lambda_norm=args.disp_lambda_norm,
+                                       generator=gen)
 
 
 def distillation_term(run, x, logits):

@@ -7,8 +7,8 @@ The paper's figures, drawn from measure.py's results (matplotlib, files only):
                    band of +-1 sd over texts
   layer_measures.png  per layer: within- and across-text mean cosine, excess, within after standardising
                    channels and the effective rank (when measured), one colour per model
-  size_trend.png   rho and tau against parameters, on a log axis (from three models of different sizes)
-  condensation_over_training.png   rho and tau of each run's snapshots against training tokens (when there are
+  size_trend.png   Spearman's rho and Kendall's tau-b against parameters, on a log axis (from three models of different sizes)
+  condensation_over_training.png   rho and Kendall of each run's snapshots against training tokens (when there are
                    snapshots)
 
 The experiment suite's figures, by setting (each setting one colour, mean over seeds and a band over them), and
@@ -133,7 +133,7 @@ def plot_layer_means(results, path):
 
 
 def plot_size_trend(results, path, size_by="n_params"):
-    """rho and tau against model size (log scale), with their bootstrap confidence intervals over texts; the title
+    """Spearman's rho and Kendall's tau-b against model size (log scale), with their bootstrap confidence intervals over texts; the title
     says so when the models are of different families (kinds, or hf: names without their sizes)."""
     rs = sorted(results, key=lambda r: r[size_by])
     x = np.array([r[size_by] for r in rs], dtype=float)
@@ -219,12 +219,12 @@ def label_layer_measures(axes, r):
 
 
 def plot_training(runs, path):
-    """The paper's third observation: rho (solid) and tau (dashed) of each run's snapshots against tokens seen."""
+    """The paper's third observation: rho (solid) and Kendall (dashed) of each run's snapshots against tokens."""
     with figure(path) as (fig, ax):
         for i, (run, rs) in enumerate(runs.items()):
             x = [r["tokens_seen"] for r in rs]
             ax.plot(x, [r["spearman"] for r in rs], "o-", color=f"C{i}", label=f"{short(run, 30)} rho")
-            ax.plot(x, [r["kendall"] for r in rs], "s--", color=f"C{i}", alpha=0.6, label=f"{short(run, 30)} tau")
+            ax.plot(x, [r["kendall"] for r in rs], "s--", color=f"C{i}", alpha=0.6, label=f"{short(run, 30)} Kendall")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set(xlabel="training tokens", ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05),
                title="condensation over training (step 0 = initialisation)")

@@ -217,27 +217,27 @@ def stop_asked(asked, ddp, device):
     return flag.item() > 0
 
 
-def check_model_flags(a, given, shape, start):
+def check_model_flags(args, given, shape, start):
     """Trained weights fix the model's shape: a model flag given with another value stops the run with one line
     (start says what fixes it), and every model flag takes the weights' value, so config.json says what the model
     is."""
-    fixed = [f"--{k} {getattr(a, k)}" for k in MODEL_FLAGS if k in given and getattr(a, k) != shape.get(k)]
+    fixed = [f"--{k} {getattr(args, k)}" for k in MODEL_FLAGS if k in given and getattr(args, k) != shape.get(k)]
     if fixed:
         raise RunDirError(f"{start} with {', '.join(fixed)}: the checkpoint's weights fix the model to "
                           + ", ".join(f"{k} {shape.get(k)}" for k in MODEL_FLAGS))
     for k in MODEL_FLAGS:
-        setattr(a, k, shape.get(k))
+        setattr(args, k, shape.get(k))
 
 
-def resume_checkpoint(a, given):
+def resume_checkpoint(args, given):
     """Read out_dir/ckpt.pt for --init_from resume and take the run's saved flags for every flag not given; a flag
     given that changes the run (RUN_FLAGS) stops it unless --allow_changes; the model's shape never changes."""
-    path = os.path.join(a.out_dir, "ckpt.pt")
+    path = os.path.join(args.out_dir, "ckpt.pt")
     try:
         ckpt = load_checkpoint(path)
         open_model(path)  # checks, without building the model, that its weights fit its model_args
     except FileNotFoundError as e:
-        if any(glob.glob(os.path.join(a.out_dir, "ckpt_[0-9]*.pt"))):
+        if any(glob.glob(os.path.join(args.out_dir, "ckpt_[0-9]*.pt"))):
             raise RunDirError(f"cannot resume: {e} (the ckpt_NNNNNN.pt snapshots hold weights only: start a new "
                               "run from one with --init_from PATH)")
         raise RunDirError(f"cannot resume: {e}")
@@ -247,31 +247,31 @@ def resume_checkpoint(a, given):
         raise RunDirError(f"cannot resume: {path} is a --save_every snapshot (weights only, no optimizer or RNG "
                           f"state); start a new run from its weights with --init_from {path}")
     saved = ckpt.get("config", {})
-    check_model_flags(a, given, ckpt["model_args"], "cannot resume")
+    check_model_flags(args, given, ckpt["model_args"], "cannot resume")
     for k, v in saved.items():
-        if hasattr(a, k) and k not in given and k not in NOT_SAVED + MODEL_FLAGS:
-            setattr(a, k, v)
-    changed = [f"--{k} {getattr(a, k)} (the run has {saved[k]})" for k in RUN_FLAGS
-               if k in given and k in saved and getattr(a, k) != saved[k]]
-    if changed and not a.allow_changes:
+        if hasattr(args, k) and k not in given and k not in NOT_SAVED + MODEL_FLAGS:
+            setattr(args, k, v)
+    changed = [f"--{k} {getattr(args, k)} (the run has {saved[k]})" for k in RUN_FLAGS
+               if k in given and k in saved and getattr(args, k) != saved[k]]
+    if changed and not args.allow_changes:
         raise RunDirError(f"resuming with {'; '.join(changed)} would change the run: leave the flag out to keep the run's own "
              "value, or add --allow_changes if you mean it")
-    if a.max_iters < ckpt["iter_num"]:
-        raise RunDirError(f"--max_iters {a.max_iters} is behind the checkpoint, which is at step {ckpt['iter_num']}")
+    if args.max_iters < ckpt["iter_num"]:
+        raise RunDirError(f"--max_iters {args.max_iters} is behind the checkpoint, which is at step {ckpt['iter_num']}")
     return ckpt
 
 
-def schedule_note(a, it):
+def schedule_note(args, it):
     """What a resumed run that grew --max_iters past the saved schedule's end does (a resume does not stretch the
     schedule: no uninterrupted run would have the stretched one). -> a note, or None."""
-    if a.max_iters <= a.lr_decay_iters or it >= a.max_iters:
+    if args.max_iters <= args.lr_decay_iters or it >= args.max_iters:
         return None
-    if a.warmup_iters <= a.lr_decay_iters:
-        return (f"note: steps past lr_decay_iters {a.lr_decay_iters} run at min_lr {a.min_lr:g} (the saved "
+    if args.warmup_iters <= args.lr_decay_iters:
+        return (f"note: steps past lr_decay_iters {args.lr_decay_iters} run at min_lr {args.min_lr:g} (the saved "
                 "schedule; a resume does not stretch it)")
-    return (f"note: the saved schedule's warmup ({a.warmup_iters} steps) outlasts its lr_decay_iters "
-            f"{a.lr_decay_iters}: the learning rate keeps rising until step {a.warmup_iters}, then runs at min_lr "
-            f"{a.min_lr:g} (a resume does not stretch the schedule)")
+    return (f"note: the saved schedule's warmup ({args.warmup_iters} steps) outlasts its lr_decay_iters "
+            f"{args.lr_decay_iters}: the learning rate keeps rising until step {args.warmup_iters}, then runs at min_lr "
+            f"{args.min_lr:g} (a resume does not stretch the schedule)")
 
 
 def stop_run(writes, ckpt_path, it, ddp):
