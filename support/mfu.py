@@ -1,6 +1,6 @@
 """
 Model FLOP utilisation (MFU): the share of a peak FLOP/s that training reaches. train.py logs it per step and
-bench.py reports it.
+experiments/bench.py reports it.
 
 The peak is a known bf16 tensor-core figure for datacenter GPUs; on a CPU, which has no such figure, it is a
 float32 matmul timed in this process, so the number says how close a step comes to what this machine's BLAS can
@@ -27,7 +27,8 @@ def peak_flops(device, dtype):
     if device.type != "cpu":
         return None
     threads = torch.get_num_threads()
-    if threads not in CPU_PEAK:  # once per process and thread count: several runs in one process (bench.py) share it
+    # once per process and thread count: several runs in one process (experiments/bench.py) share it
+    if threads not in CPU_PEAK:
         n = 1024
         gen = torch.Generator().manual_seed(0)  # not the global RNG: a resumed run must draw what the original drew
         x, y = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
