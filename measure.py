@@ -635,7 +635,9 @@ def interval(value, ci):
     if not ci:
         return f"{value:+.3f}"
     spread = max(abs(ci[1] - ci[0]), abs(value - ci[0]), abs(ci[1] - value))
-    digits = 3 if spread == 0 else max(3, min(6, 1 - int(np.floor(np.log10(spread)))))
+    if spread < 1e-9:  # a zero-width interval (rounding aside): three decimals say it as it is
+        return f"{value:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+    digits = max(3, min(5, 1 - int(np.floor(np.log10(spread)))))
     return f"{value:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 

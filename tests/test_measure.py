@@ -670,3 +670,11 @@ def test_another_architecture_through_transformers(tmp_path, corpus, gpt2_tokeni
     ref = [np.mean([numpy_mean(numpy_cosines(h[n]), False) for n in range(6)]) for h in hidden]
     assert np.allclose(got["layer_mean"], ref, atol=1e-5)
     assert got["spearman"] == pytest.approx(stats.spearmanr(range(4), ref)[0])
+
+
+def test_intervals_are_printed_with_the_digits_they_need():
+    """+0.036 is not rounded to +0.04, nor a zero-width interval to noise; a narrow one gets more digits."""
+    assert measure.interval(1 / 28, [1 / 28, 1 / 28 + 1e-16]) == "+0.036 [+0.036, +0.036]"
+    assert measure.interval(0.0104, [0.0071, 0.0123]) == "+0.0104 [+0.0071, +0.0123]"
+    assert measure.interval(0.5, [-0.5, 1.0]) == "+0.500 [-0.500, +1.000]"
+    assert measure.interval(-0.25, None) == "-0.250"
