@@ -99,8 +99,8 @@ def plot_heatmaps(results, path):
         fig.colorbar(mesh, ax=axes, label="share of token pairs")
 
 
-HEATMAP_NOTE = ("each column: one layer's cosines between two tokens of a text, pooled over texts; the bright line "
-                "at cosine 1 is each token with itself (a 1/T share)")
+HEATMAP_NOTE = ("each column: one layer's cosines between two tokens of a text, pooled over texts;\nthe bright "
+                "line at cosine 1 is each token with itself (a 1/T share)")
 
 
 def layer_edges(hist):
@@ -226,6 +226,7 @@ def plot_training(runs, path):
             ax.plot(x, [r["spearman"] for r in rs], "o-", color=f"C{i}", label=f"{short(run, 30)} rho")
             ax.plot(x, [r["kendall"] for r in rs], "s--", color=f"C{i}", alpha=0.6, label=f"{short(run, 30)} Kendall")
         ax.axhline(0, color="grey", lw=0.5)
+        millions(ax.xaxis)
         ax.set(xlabel="training tokens", ylabel="rank correlation of mean cosine with depth", ylim=(-1.05, 1.05),
                title="condensation over training (step 0 = initialisation)")
         ax.legend(fontsize=7)
