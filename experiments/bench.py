@@ -1,5 +1,5 @@
 """
-Speed and memory, measured (the numbers in the README's Speed section come from this script).
+Speed and memory, measured (the numbers in docs/speed.md come from this script).
 
     python experiments/bench.py                          # the default training config, on this machine
     python experiments/bench.py --train_flags "--n_layer 12 --n_head 12 --n_embd 768 --block_size 1024 --batch_size 16 \

@@ -50,6 +50,7 @@ QUICK = dict(n_embd=32, n_layer=3, n_head=2, block_size=32, batch_size=8, iters=
              extra_seeds=(1,), long_iters=40, long_every=10)
 DATASET = "austen_char"
 OTHER_TEXT = ["--data", "wiki_char", "--split", "all"]  # experiment 4 again, on text no model trained on
+OTHER_TEXTS = 89  # the bundled Wikipedia sample has 89 articles: one text from each
 VARIANTS = {  # experiment 4: name -> extra train.py flags; the dispersion kinds use train.py's defaults (lambda 0.1)
     "none": [],
     "angular": ["--disp", "angular"],
@@ -269,7 +270,8 @@ class Suite:
         first = [self.variant_run(v, s) for v in VARIANTS for s in self.S["seeds"]]
         more = [self.variant_run(v, s) for v in PAIRED_VARIANTS for s in self.S["extra_seeds"]]
         results, rep = self.measure("4_pretraining", first + more)
-        _, other = self.measure("4_pretraining_wiki", first, data=OTHER_TEXT)
+        _, other = self.measure("4_pretraining_wiki", first, "--n_texts",
+                                  min(OTHER_TEXTS, self.S["n_texts"]), data=OTHER_TEXT)
         if not rep:
             return
         rows = analysis.run_rows(rep["models"], name_of)
