@@ -95,10 +95,11 @@ def width_tables(s):
         lines[1] = "|---" * (len(lines[0].split("|")) - 2) + "|"
         out.append("\n".join(lines) + "\n")
     f = s["fit"]
-    out.append(f"Pooled over the {f['n']} snapshots after step 0: rho = {f['intercept']:+.2f} "
-               f"{f['per_doubling']:+.3f} (± {f['per_doubling_se']:.3f}, p {f['per_doubling_p']:.2g}) per doubling of "
-               f"n_inner {f['per_nat']:+.2f} (± {f['per_nat_se']:.2f}, p {f['per_nat_p']:.2g}) per nat of val loss "
-               "(least squares; the snapshots of one run are not independent, so p is a guide only).\n")
+    out.append(f"Pooled over the {f['n']} snapshots after step 0, least squares: rho = {f['intercept']:+.2f} "
+               f"+ b log2(n_inner) + c (val loss), b = {f['per_doubling']:+.3f} ± {f['per_doubling_se']:.3f} "
+               f"per doubling of n_inner (p {f['per_doubling_p']:.2g}), c = {f['per_nat']:+.2f} ± "
+               f"{f['per_nat_se']:.2f} per nat (p {f['per_nat_p']:.2g}); b is the width effect at equal loss. "
+               "The snapshots of one run are not independent: the p-values are a guide only.\n")
     return out
 
 

@@ -317,7 +317,7 @@ class Suite:
         width_of = lambda d: int(name_of(d).removeprefix("long_width"))
         runs = analysis.trajectories(rep["models"])
         every, end = S["long_every"], S["long_iters"]
-        steps = sorted({every, 2 * every, S["iters"], end // 2, end})
+        steps = sorted({every, 2 * every, 3 * every, end // 2, end})  # steps with a snapshot
         self.summary["6_width_training"] = {"runs": {os.path.basename(d): ps for d, ps in runs.items()},
                                             "compare": analysis.compare_widths(runs, width_of, steps),
                                             "fit": analysis.pooled_fit(runs, width_of)}
