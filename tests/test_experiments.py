@@ -48,7 +48,8 @@ def test_quick_suite_runs_every_experiment(tmp_path, capsys):
     assert set(summary["4_pretraining"]["by_text"]) == {"austen", "wiki"}
     six = summary["6_width_training"]
     assert len(six["runs"]) == 4 and all(len(points) == 5 for points in six["runs"].values())  # steps 0, 10 .. 40
-    assert list(six["compare"]["steps"]) == ["10", "20", "40"] and "fit" in six
+    assert list(six["compare"]["steps"]) == ["10", "20", "30", "40"] and "fit" in six
+    assert all(at["val"]["n"] == 4 for at in six["compare"]["steps"].values())  # every run has each step
     figures = {"1_width": {"size_trend.png", "loss_curves.png"}, "2_training": {"condensation_over_training.png"},
                "3_distillation": {"loss_curves.png"}, "4_pretraining": {"loss_curves.png", "plain_vs_angular.png"},
                "5_midtraining": {"loss_curves.png"}}
