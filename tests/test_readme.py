@@ -48,6 +48,14 @@ def test_every_command_in_the_docs_parses():
     assert seen > 20
 
 
+def test_ci_runs_the_readme_test_command():
+    """.ci/run runs exactly the test command a reader of the README types."""
+    readme = [c for c in commands(ROOT / "README.md") if "pytest" in c]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line
+          and "pip install" not in line]
+    assert readme == ["python -m pytest"] and ci == readme
+
+
 def test_the_flag_reference_documents_every_flag():
     doc = (ROOT / "docs" / "flags.md").read_text()
     names = [s for action in train.build_parser()._actions for s in action.option_strings if s.startswith("--")]
