@@ -194,32 +194,9 @@ def dispersion_loss(h, kind="angular", tau=1.0, max_tokens=256, clamp=DEFAULT_CL
         return losses[kind]().mean()
 
 
-def parse_layers(spec, n_layer):
-    """Which blocks' outputs to disperse: 'all', 'last', 'early' (the first n_layer // 2 blocks, at
-    least one), 'late' (the rest: the second half, the middle block of an odd depth included) or a
-    comma list of block indices 0..n_layer-1. -> sorted block indices. Block i's output is
-    hidden[i + 1] of the model's hidden states: the embedding output hidden[0] is never dispersed,
-    and the last block's output is taken after the final LayerNorm ln_f, as in Hugging Face's
-    hidden states (the paper's code uses those)."""
-    s = str(spec).strip().lower()
-    named = {"all": range(n_layer), "last": [n_layer - 1], "early": range(max(1, n_layer // 2)),
-             "late": range(n_layer // 2, n_layer)}
-    if s in named:
-        return list(named[s])
-    parts = [p.strip() for p in s.split(",")]
-    if not s or not all(p.lstrip("-").isdigit() for p in parts):
-        raise ValueError(f"bad layer spec {spec!r}: expected all, last, early, late or "
-                         f"comma-separated block indices such as 0,5,11")
-    layers = [int(p) for p in parts]
-    bad = [i for i in layers if not 0 <= i < n_layer]
-    if bad:
-        raise ValueError(f"layer spec {spec!r}: block indices {bad} out of range 0..{n_layer - 1}")
-    if len(set(layers)) != len(layers):
-        raise ValueError(f"layer spec {spec!r} repeats a block index")
-    return sorted(layers)
-
-
 def layer_dispersion(hidden, layers, **kwargs):
-    """D averaged over the chosen blocks (parse_layers' indices) and the batch's sequences: the
-    blocks' outputs are stacked and done in one call."""
+    """D averaged over the chosen blocks (--disp_layers as block indices) and the batch's sequences,
+    the blocks' outputs stacked into one call. Block i's output is hidden[i + 1]: the embeddings
+    hidden[0] are never dispersed, and the last block's output is taken after the final LayerNorm
+    ln_f, as in Hugging Face's hidden states (which the paper's code uses)."""
     return dispersion_loss(torch.stack([hidden[i + 1] for i in layers]), **kwargs)

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from data.tokenizer import GPT2_EOT, GPT2_RANKS_FILE, _read_gpt2_ranks, vocab_size
+from support.checks import one_line
 from support.load import load_gpt
 
 # Hugging Face's GPT-2 computes these four layers with Conv1D, whose weight is stored (in, out): Linear's transposed
@@ -261,7 +262,7 @@ def main(argv=None):
     p.add_argument("out_dir", metavar="OUT_DIR", help="the folder to write (new, empty, or an earlier export)")
     p.add_argument("--keep_padded_vocab", action="store_true",
                    help="export the output layer's padded rows too (default: only the tokenizer's ids)")
-    p.error = lambda msg: sys.exit(f"error: {msg} (see python export.py --help)")
+    one_line(p, "export.py")
     args = p.parse_args(argv)
     try:
         notes = export(args.model, args.out_dir, args.keep_padded_vocab)

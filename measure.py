@@ -25,9 +25,6 @@ what each is. Writes condensation.json, two CSVs, README.md (the columns) and th
 """
 
 import argparse
-import csv
-import json
-import re
 import sys
 import time
 import warnings
@@ -38,12 +35,12 @@ import torch.nn.functional as F
 from scipy import stats
 
 from data.prepare import DataError
-from data.texts import load_documents, select_texts
-from support import plots
-from support import checks
+from support import checks, outputs, plots
 from support.checks import check_writable
-from support.load import ModelError, check_flags, open_model, write_results
+from support.fast import BatchMoment, rank_rows
+from support.load import ModelError, check_flags, open_with_texts, write_results
 from support.progress import ticker
+from support.outputs import snapshot_runs
 
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 N_BINS = 128  # histogram bins over [-1, 1] in the paper's heatmaps
@@ -205,7 +202,7 @@ class OnePass:
     s [N, L, C] each text's sum of unit tokens; sq [N, L, C] each text's per-channel sums of squares
     of the raw states; total [L, C] their per-channel sums; pos [L, T, C] P_i, the unit tokens at
     position i summed over texts; with erank, the C x C second moment sum u u^T of all unit tokens
-    (in panels: see below)."""
+    (support/fast.py's BatchMoment, a fast path)."""
 
     def __init__(self, batch_size, erank=False):
         self.batch_size, self.erank = batch_size, erank
@@ -217,15 +214,7 @@ class OnePass:
         self.s, self.sq, self.total = np.zeros((N, L, C)), np.zeros((N, L, C)), np.zeros((L, C))
         self.pos = torch.zeros(L, T, C, dtype=torch.float64, device=device)
         self.per_text, self.per_batch = [], []
-        if self.erank:
-            # each batch's mean unit token, as subtracted
-            self.mus = np.zeros((-(-N // self.batch_size), L, C))
-            self.edges = panel_edges(C)
-            widths = list(zip(self.edges, self.edges[1:]))
-            self.panels = [[torch.zeros(C - a, b - a, device=device) for a, b in widths]
-                           for _ in range(L)]
-            self.sums64 = [[torch.zeros_like(p, dtype=torch.float64) for p in layer]
-                           for layer in self.panels]
+        self.moment = BatchMoment(N, L, T, C, self.batch_size, device) if self.erank else None
 
     def add(self, layer, h, u):
         """One layer of one batch: h [B, T, C] the raw states (float32), u the unit tokens (changed
@@ -237,14 +226,8 @@ class OnePass:
         self.pos[layer] += u.sum(0)
         self.per_text.append(torch.stack([s_b, h.square().sum(1)], 1))  # [B, 2, C]
         self.per_batch.append(h.sum((0, 1)))
-        if self.erank:
-            # sum u u^T = n mu mu^T + mu r^T + r mu^T + D^T D with D = u - mu, r = sum D, for any
-            # mu: taken about the batch's mean mu, float32 rounding scales with the spread of the
-            # tokens, not with their length
-            mu = (s_b.sum(0, dtype=torch.float64) / u[..., 0].numel()).float()
-            self.per_batch.append(mu)
-            add_gram_lower(u.sub_(mu).reshape(-1, self.C), self.panels[layer],
-                           self.edges)  # u is D from here on
+        if self.moment:  # u is changed in place from here on
+            self.per_batch.append(self.moment.add(layer, u, s_b))  # the batch's mean, subtracted
 
     def end_batch(self, B):
         rows = slice(self.rows, self.rows + B)
@@ -252,11 +235,8 @@ class OnePass:
         per_batch = torch.stack(self.per_batch).cpu().numpy().reshape(len(self.s[0]), -1, self.C)
         self.s[rows], self.sq[rows] = per_text[:, :, 0], per_text[:, :, 1]
         self.total += per_batch[:, 0]
-        if self.erank:
-            self.mus[self.batch] = per_batch[:, 1]
-            if (self.batch + 1) % FLUSH_EVERY == 0 or rows.stop == self.N:
-                for panels, sums in zip(self.panels, self.sums64):
-                    flush_panels(panels, sums)
+        if self.moment:
+            self.moment.end_batch(self.batch, per_batch[:, 1], last=rows.stop == self.N)
         self.per_text, self.per_batch, self.rows, self.batch = [], [], rows.stop, self.batch + 1
 
     def result(self):
@@ -265,21 +245,8 @@ class OnePass:
         N, T = self.N, self.T
         out = dict(s=self.s, sq=self.sq, total=self.total,
                    same=(self.pos.square().sum((1, 2)) - N * T).cpu().numpy())
-        if self.erank:
-            out["moment"] = self.moment()
-        return out
-
-    def moment(self):
-        starts = range(0, self.N, self.batch_size)
-        counts = np.diff([*starts, self.N])[:, None] * self.T  # each batch's tokens, n
-        # r = s - n mu per batch, float64
-        rs = np.add.reduceat(self.s, starts) - counts[:, :, None] * self.mus
-        out = np.empty((len(self.sums64), self.C, self.C))
-        for layer, m in enumerate(out):  # a layer at a time: no second [L, C, C] array
-            m[:], self.sums64[layer] = gram_from_panels(self.sums64[layer], self.edges), None
-            mu, r = self.mus[:, layer], rs[:, layer]
-            # the batches' n mu mu^T + mu r^T + r mu^T, all at once
-            m += mu.T @ (counts * mu + r) + r.T @ mu
+        if self.moment:
+            out["moment"] = self.moment.result(self.s)
         return out
 
 
@@ -290,43 +257,6 @@ def layer_stats(hidden_fn, tokens, batch_size=4, offdiag=False, device="cpu", ex
     extras = OnePass(batch_size, erank) if extra else None
     out = paper_measure(hidden_fn, tokens, batch_size, offdiag, device, extras, tick)
     return out | (extras.result() if extra else {})
-
-
-# Speed: erank's C x C moment costs L C^2 / 2 multiply-adds a token (about 4% of a GPT-2 forward
-# pass). torch has no syrk (BLAS's one-triangle product), so the lower triangle is summed in column
-# panels, in float32 over FLUSH_EVERY batches and then in float64. scipy's syrk, faster alone, made
-# the whole pass slower: its threads and torch's took the cores from each other between calls.
-MOMENT_PANELS = 8  # (P + 1) / 2P of a full matmul's work: 56% at P = 8
-FLUSH_EVERY = 8
-
-
-def panel_edges(C, panels=MOMENT_PANELS):
-    """The column edges of the moment's panels: panel i holds rows edges[i]: and columns
-    edges[i]:edges[i+1]."""
-    return [round(C * i / panels) for i in range(panels + 1)]
-
-
-def add_gram_lower(d, panels, edges):
-    """panels[i] += d[:, a:]^T d[:, a:b] for d [n, C] and the column block [a, b) = edges[i:i+2]:
-    the lower triangle of d^T d (and the diagonal blocks whole), one matmul per panel."""
-    for panel, a, b in zip(panels, edges, edges[1:]):
-        panel.addmm_(d[:, a:].T, d[:, a:b])
-
-
-def flush_panels(panels, sums):
-    """sums[i] += panels[i], in place on the device; the panels restart from 0."""
-    for panel, total in zip(panels, sums):
-        total.add_(panel)
-        panel.zero_()
-
-
-def gram_from_panels(sums, edges):
-    """The symmetric [C, C] float64 matrix (numpy) whose lower triangle the panel sums hold."""
-    out = torch.zeros(edges[-1], edges[-1], dtype=torch.float64, device=sums[0].device)
-    for total, a, b in zip(sums, edges, edges[1:]):
-        out[a:, a:b] = total
-    out = out.tril_()  # the diagonal blocks filled the upper triangle near the diagonal too
-    return (out + out.tril(-1).T).cpu().numpy()
 
 
 def channel_moments(stats, n_tokens):
@@ -359,21 +289,6 @@ def standardized_within(hidden_fn, tokens, mean, std, batch_size=4, offdiag=Fals
 
 
 # ------------------------------------------------------------------------------ summary
-
-def rank_rows(y):
-    """Spearman's rho and Kendall's tau-b of each row of y [B, L] against 0..L-1, all rows at once
-    (for the bootstrap); the same numbers as scipy's, ties included."""
-    r = stats.rankdata(y, axis=1)
-    r, x = r - r.mean(1, keepdims=True), np.arange(y.shape[1]) - (y.shape[1] - 1) / 2
-    i, j = np.triu_indices(y.shape[1], 1)
-    s = np.sign(y[:, j] - y[:, i])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # rho = Pearson correlation of the ranks
-        rho = r @ x / np.sqrt((r**2).sum(1) * (x**2).sum())
-        # (conc. - disc.) / sqrt(n0 (n0 - ties))
-        kendall = s.sum(1) / np.sqrt(len(i) * (len(i) - (s == 0).sum(1)))
-    return rho, kendall
-
 
 def ci_of(samples, ci):
     """The central ci interval of the bootstrap samples, leaving out those of flat resamples
@@ -460,39 +375,6 @@ def condensation_summary(net, idx, offdiag=False):
 
 # ------------------------------------------------------------------------------ one run
 
-def select_all(args):
-    """Every input checked, every model's texts chosen, before any forward pass.
-    -> (models, described data)."""
-    if args.paired and len(args.models) % 2:
-        raise MeasureError(f"--paired takes models in pairs (base, other, base, other, ...), got "
-                           f"{len(args.models)}")
-    docs, described = load_documents(args.data, args.field, args.split)
-    models = [m for spec in args.models for m in open_model(spec, args.snapshots)]
-    if args.paired and len(models) != len(args.models):
-        raise MeasureError("--paired and --snapshots do not go together")
-    if args.seq_len is None:  # the paper's 512, unless a model's context is shorter
-        contexts = {m["name"]: m["max_len"] for m in models if m["max_len"] is not None}
-        args.seq_len = min([SEQ_LEN, *contexts.values()])
-        if args.seq_len < SEQ_LEN:
-            print(f"texts of {args.seq_len} tokens: the shorter of {SEQ_LEN} and the smallest "
-                  f"context of the models ({min(contexts, key=contexts.get)}); --seq_len sets it",
-                  flush=True)
-    for m in models:  # tokenizing is cheap next to a forward pass
-        # a char model has no id for a character it never saw: those are dropped
-        if m["chars"] is not None:
-            m["encode"] = (lambda text, known=m["chars"], enc=m["encode"]:
-                           enc("".join(c for c in text if c in known)))
-        if m["max_len"] is not None and args.seq_len > m["max_len"]:
-            raise MeasureError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of "
-                               f"{m['max_len']}")
-        m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len,
-                                                args.seed, f" in {described} for {m['name']}")
-        if (top := int(m["tokens"].max())) >= m["vocab"]:
-            raise MeasureError(f"{m['name']}: token id {top} is outside its vocabulary of "
-                               f"{m['vocab']}")
-    return models, described
-
-
 def measure_one(m, args, boot_idx):
     """One model's measurement: its pass (two with --standardize), then the summary."""
     t0 = time.perf_counter()
@@ -519,7 +401,7 @@ def measure_one(m, args, boot_idx):
 def measure_all(args):
     """Validate every input, then measure every model; -> (results, report dict for
     condensation.json)."""
-    models, described = select_all(args)
+    models, described = open_with_texts(args, SEQ_LEN)
     print(f"{len(models)} model(s), {args.n_texts} texts of {args.seq_len} tokens from {described}",
           flush=True)
     boot_idx = np.random.default_rng(args.seed + 1).integers(0, args.n_texts,
@@ -567,111 +449,6 @@ def pair(a, b, ci):
         if "boot" in a:
             out[f"d_{key}_ci"] = ci_of(b["boot"][key] - a["boot"][key], ci)
     return out
-
-
-def snapshot_runs(results):
-    """Checkpoints of one run directory (or revisions of one hf: model) that know their training
-    tokens."""
-    runs = {}
-    for r in results:
-        if r["tokens_seen"] is not None:
-            runs.setdefault(r["run"], []).append(r)
-    return {run: sorted(rs, key=lambda r: r["tokens_seen"]) for run, rs in runs.items()
-            if len({r["tokens_seen"] for r in rs}) > 1}
-
-
-# ------------------------------------------------------------------------------ output
-
-FIGURES = ("heatmaps.png", "layer_means.png", "layer_measures.png", "size_trend.png")
-RANKS = ("spearman", "spearman_p", "spearman_ci", "kendall", "kendall_p", "kendall_ci")
-CSV_KEYS = ("name", "n_params", "n_params_non_embedding", "tokens_seen", "n_hidden", *RANKS,
-            "last_layer_mean", "last_n_mean", *(f"{m}_{k}" for m in MEASURES for k in RANKS),
-            *(f"last_layer_{m}" for m in (*MEASURES, "erank_ratio")), "load_seconds",
-            "measure_seconds", "seconds")
-# condensation_layers.csv's measure columns
-LAYER_KEYS = ("across", "excess", "rogue", "erank", "erank_ratio", "within_std")
-
-
-def write_outputs(results, report, folder, size_by="n_params", figures=True):
-    # NaN and Infinity become null (e.g. rho of a flat curve)
-    text = re.sub(r"(?<=[\s\[])-?(NaN|Infinity)\b", "null", json.dumps(report, indent=1))
-    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
-                  text)
-    (folder / "condensation.json").write_text(text + "\n")
-    # a confidence interval as "lo hi"
-    cell = lambda v: " ".join(map(str, v)) if isinstance(v, list) else v
-    layer_rows = [[r["name"], layer, layer / (r["n_hidden"] - 1), r["layer_mean"][layer],
-                   r["layer_std"][layer],
-                   *(r["layer_" + k][layer] if "layer_" + k in r else None for k in LAYER_KEYS)]
-                  for r in results for layer in range(r["n_hidden"])]
-    tables = {"condensation.csv":
-                  [CSV_KEYS] + [[cell(r.get(k)) for k in CSV_KEYS] for r in results],
-              "condensation_layers.csv":
-                  [("name", "layer", "layer_fraction", "mean", "std", *LAYER_KEYS)] + layer_rows}
-    for name, rows in tables.items():
-        with open(folder / name, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
-    (folder / "README.md").write_text(columns_readme())
-    if figures:
-        plots.draw_all(results, snapshot_runs(results), folder, size_by)
-
-
-def columns_readme():
-    """README.md of a results folder: what its files and columns are."""
-    lines = ["# measure.py's results", "",
-             "- `condensation.json`: the settings, every number of every model, "
-             "the size trend, paired differences and trends over training snapshots.",
-             "- `condensation.csv`: one row per model; `condensation_layers.csv`: one row per "
-             "model and layer (`mean` is within, `std` its spread over texts).",
-             "- `X_spearman`, `X_kendall`: rank correlation of measure X with depth (no prefix: "
-             "within), with p-values and bootstrap intervals over texts (`lo hi`); `last_layer_X`: "
-             "the last layer's value.", "",
-             "The measures, per layer:", ""]
-    return "\n".join(lines + [f"- `{k}`: {v}." for k, v in DEFINITIONS.items()]) + "\n"
-
-
-def interval(value, ci):
-    """value [lo, hi] with the digits that tell lo, value and hi apart (three decimals at least)."""
-    if not ci:
-        return f"{value:+.3f}"
-    spread = max(abs(ci[1] - ci[0]), abs(value - ci[0]), abs(ci[1] - value))
-    if spread < 1e-9:  # a zero-width interval (rounding aside): three decimals say it as it is
-        return f"{value:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
-    digits = max(3, min(5, 1 - int(np.floor(np.log10(spread)))))
-    return f"{value:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
-
-
-def print_table(results, report, last_n, size_by="n_params"):
-    fmt = lambda r, k: interval(r[k], r.get(k + "_ci"))
-    std, erank = "within_std_spearman" in results[0], "last_layer_erank_ratio" in results[0]
-    print(f"{'model':32s} {'params':>8s} {'non-emb':>8s} {'L+1':>4s} {'rho [CI]':>26s} "
-          f"{'excess rho [CI]':>26s} "
-          + (f"{'std rho [CI]':>26s} " if std else "") + f"{'Kendall [CI]':>26s} {'last':>6s} "
-          f"{f'last{last_n}':>6s}" + (f" {'erank/C':>7s}" if erank else ""))
-    for r in sorted(results, key=lambda r: r["n_params"]):
-        print(f"{plots.short(r['name'], 32):32s} {r['n_params'] / 1e6:7.2f}M "
-              f"{r['n_params_non_embedding'] / 1e6:7.2f}M"
-              f" {r['n_hidden']:4d} {fmt(r, 'spearman'):>26s} {fmt(r, 'excess_spearman'):>26s} "
-              + (f"{fmt(r, 'within_std_spearman'):>26s} " if std else "")
-              + f"{fmt(r, 'kendall'):>26s} "
-              f"{r['last_layer_mean']:6.3f} {r['last_n_mean']:6.3f}"
-              + (f" {r['last_layer_erank_ratio']:7.3f}" if erank else ""))
-    if report["size_trend"]:
-        t = report["size_trend"][size_by]
-        print(f"size trend over {t['n']} models "
-              f"({'non-embedding ' * (size_by != 'n_params')}parameters): "
-              f"Spearman(size, rho) {t['spearman']:+.3f} (p {t['spearman_p']:.3g}), "
-              f"Kendall {t['kendall']:+.3f} (p {t['kendall_p']:.3g})")
-        if len(families := report["size_trend"]["families"]) > 1:
-            print(f"note: the size trend mixes model families ({', '.join(families)})")
-    for p in report["pairs"]:
-        print(f"{p['other']} - {p['base']}: d_rho {fmt(p, 'd_spearman')}, d_excess_rho "
-              f"{fmt(p, 'd_excess_spearman')}, d_last {p['d_last_layer_mean']:+.4f}"
-              + ("" if p["same_texts"] else " (texts differ)"))
-    if report["pairs"]:
-        print("intervals: a bootstrap over the texts, for these models: differences between "
-              "training seeds are not in them, and a rank correlation over few layers moves in "
-              "steps (1/28 over 7 layers)")
 
 
 # ------------------------------------------------------------------------------ command line
@@ -748,12 +525,11 @@ def main(argv=None):
             raise MeasureError(unwritable)
         results, report = measure_all(args)
         out = write_results(args.out,
-                            lambda folder: write_outputs(results, report, folder, size_by),
-                            lambda out: [*out.glob("condensation*.*"), *out.glob("training*.png"),
-                                         out / "README.md", *(out / f for f in FIGURES)])
+                            lambda folder: outputs.write_outputs(results, report, folder, size_by),
+                            outputs.output_files)
     except (MeasureError, ModelError, DataError, OSError, ValueError) as e:
         sys.exit(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
-    print_table(results, report, args.last_n, size_by)
+    outputs.print_table(results, report, args.last_n, size_by)
     print(f"wrote {out}")
     return report
 

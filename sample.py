@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from support import checks
 from support.checks import number
 from support.load import ModelError, open_model
 
@@ -35,11 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--top_k", type=int, default=200, help="sample among the k likeliest tokens; 1 is greedy, 0 all")
     p.add_argument("--seed", type=int, default=1337, help="seeds the draws")
     p.add_argument("--device", default="auto", help="auto (cuda if there is one, else cpu) | cpu | cuda | cuda:N | mps")
-    p.error = lambda msg: sys.exit(f"error: {msg} (see python sample.py --help)")
+    checks.one_line(p, "sample.py")
     args = p.parse_args(argv)
-    for name in ("num_samples", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    checks.at_least(args, dict(num_samples=1, max_new_tokens=1), p.error)
     if not args.temperature > 0:
         p.error(f"--temperature must be positive, got {args.temperature} (--top_k 1 is greedy decoding)")
     if args.top_k < 0:

@@ -33,7 +33,7 @@ import measure
 from data import prepare as dataprep
 from evaluate import EvalError, score_in_training, tasks_for_training
 from model import GPT, GPTConfig
-from support import checks, device, rundir
+from support import checks, device, progress, rundir
 from support.checks import fail, number
 from support.load import load_gpt
 from support.mfu import peak_flops, utilisation
@@ -147,29 +147,13 @@ def parse_args(argv):
 
 def load_data(args, env):
     """-> data: meta (of --dataset), train (tokens), val_sets ({"val": ..., "val_<name>": ...})."""
+    barrier = torch.distributed.barrier if env.ddp else None  # the others wait for the master
     try:
-        names = [args.dataset] + list(filter(None, args.eval_datasets.split(",")))
-        if env.master:  # the bundled corpora prepare themselves on first use (a few seconds)
-            for name in names:
-                bundled = name.removesuffix("_char") in dataprep.BUNDLED_SOURCES
-                if bundled and not dataprep.is_prepared(name):
-                    dataprep.prepare_source(name)
-        if env.ddp:
-            torch.distributed.barrier()
-        meta = dataprep.load_meta(args.dataset)
-        train_data = dataprep.load_split(args.dataset, "train")
-        val_sets = {"val": dataprep.load_split(args.dataset, "val")}
-        for name in names[1:]:
-            if dataprep.load_meta(name)["tokenizer"] != meta["tokenizer"]:
-                fail(f"--eval_datasets {name} uses another tokenizer than --dataset {args.dataset}")
-            val_sets[f"val_{name}"] = dataprep.load_split(name, "val")
+        meta, train, val_sets = dataprep.training_data(
+            args.dataset, args.eval_datasets, args.block_size, env.master, barrier)
     except dataprep.DataError as e:
         fail(str(e))
-    for name, d in [("train", train_data)] + list(val_sets.items()):
-        if len(d) <= args.block_size + 1:
-            fail(f"--block_size {args.block_size} is not shorter than the {name} split of "
-                 f"{args.dataset} ({len(d)} tokens)")
-    return SimpleNamespace(meta=meta, train=train_data, val_sets=val_sets)
+    return SimpleNamespace(meta=meta, train=train, val_sets=val_sets)
 
 
 def get_batch(data, args, key, device):
@@ -203,9 +187,7 @@ def init_model(args, data, ckpt, given):
                           n_head=args.n_head, n_embd=args.n_embd, n_inner=args.n_inner,
                           dropout=args.dropout, bias=args.bias)
         return GPT(GPTConfig(**model_args)), model_args
-    model, tokenizer = trained_weights(args.init_from, "--init_from", args.dropout)
-    if tokenizer != data.meta["tokenizer"]:
-        fail(f"--init_from {args.init_from} uses another tokenizer than --dataset {args.dataset}")
+    model = trained_weights(args.init_from, "--init_from", args, data, args.dropout)
     model_args = {f: getattr(model.config, f) for f in GPTConfig.__dataclass_fields__}
     try:
         rundir.check_model_flags(args, given, model_args, f"--init_from {args.init_from}")
@@ -214,12 +196,15 @@ def init_model(args, data, ckpt, given):
     return model, model_args
 
 
-def trained_weights(spec, flag, dropout=0.0):
-    """Our GPT with a checkpoint's, a run folder's or GPT-2's weights. -> (model, its tokenizer)."""
+def trained_weights(spec, flag, args, data, dropout=0.0):
+    """Our GPT with a checkpoint's, a run folder's or GPT-2's weights, on --dataset's tokenizer."""
     try:
-        return load_gpt(spec, dropout)
+        model, tokenizer = load_gpt(spec, dropout)
     except (FileNotFoundError, ValueError) as e:
         fail(f"{flag}: {e}")
+    if tokenizer != data.meta["tokenizer"]:
+        fail(f"{flag} {spec} uses another tokenizer than --dataset {args.dataset}")
+    return model
 
 
 def build_model(args, env, data, ckpt, given):
@@ -235,14 +220,12 @@ def build_model(args, env, data, ckpt, given):
     disp_layers = []
     if args.disp != "none":
         try:
-            disp_layers = dispersion.parse_layers(args.disp_layers, model.config.n_layer)
+            disp_layers = checks.parse_layers(args.disp_layers, model.config.n_layer)
         except ValueError as e:
             fail(f"--disp_layers: {e}")
     teacher = None
     if args.teacher:  # after the student: its initialisation draws from the seeded stream too
-        teacher, tokenizer = trained_weights(args.teacher, "--teacher")
-        if tokenizer != data.meta["tokenizer"]:
-            fail(f"--teacher {args.teacher} uses another tokenizer than --dataset {args.dataset}")
+        teacher = trained_weights(args.teacher, "--teacher", args, data)
         teacher.to(env.device).eval().requires_grad_(False)
     if args.embed_noise > 0:  # NEFTune: noise on the input embeddings, in training only
         def add_noise(module, inputs, out):
@@ -377,28 +360,6 @@ def eval_metrics(run):
     return out
 
 
-def eval_line(it, ev, n_windows):
-    fmt = lambda k, v: f"{k} {v:.4f}" if isinstance(v, (int, float)) else f"{k} {v}"
-    cond = measure.CONDENSATION_ESTIMATE
-    losses = ", ".join(fmt(k, v) for k, v in ev.items() if k not in cond)
-    estimate = ", ".join(fmt(k, ev[k]) for k in cond)
-    return f"eval {it}: {losses}; condensation estimate on {n_windows} val windows: {estimate}"
-
-
-def step_line(it, lr, logged, dt, tok_s, util, args):
-    """The step's log line, the loss as its formula: so it reads why loss < ce (the angular D is a
-    log-mean-exp of minus the angles, a negative number)."""
-    parts = [f"ce {logged['ce']:.4f}"]
-    if "kl" in logged:
-        parts = [f"{1 - args.kd_alpha:g} x ce {logged['ce']:.4f}",
-                 f"{args.kd_alpha:g} x {args.kd_temperature:g}^2 x kl {logged['kl']:.4f}"]
-    if "disp" in logged:
-        parts.append(f"{args.disp_coeff:g} x disp {logged['disp']:.4f}")
-    mfu = f", mfu {100 * util:.1f}%" if util else ""
-    return (f"iter {it}: loss {logged['loss']:.4f} = {' + '.join(parts)}, lr {lr:.2e}, "
-            f"{dt * 1000:.1f} ms, {tok_s:,.0f} tok/s{mfu}")
-
-
 def condensation_windows(val, args, device):
     """--cond_texts windows of block_size tokens spread evenly over the val split."""
     starts = np.linspace(0, len(val) - args.block_size - 1, args.cond_texts).astype(np.int64)
@@ -426,10 +387,7 @@ def save(run, path, it, tokens_seen, snapshot=False):
             "tokenizer": run.data.meta["tokenizer"], "iter_num": it, "tokens_seen": tokens_seen,
             "config": vars(run.args)}
     if not snapshot:
-        ckpt["optimizer"] = run.optimizer.state_dict()
-        ckpt["rng_cpu"] = torch.get_rng_state()
-        if run.env.device.type == "cuda":
-            ckpt["rng_cuda"] = torch.cuda.get_rng_state(run.env.device)
+        ckpt |= {"optimizer": run.optimizer.state_dict(), **device.rng_state(run.env.device)}
     rundir.save_checkpoint(ckpt, path)
 
 
@@ -479,22 +437,17 @@ def start(run, ckpt, writes):
         if env.master and (note := rundir.schedule_note(args, it)):
             print(note)
     # checkpoints and evals use the plain module: no "_orig_mod." or "module." in their names
-    run.train_model = torch.compile(model) if args.compile else model
-    if env.ddp:
-        ids = [env.device.index] if env.device.type == "cuda" else None
-        run.train_model = torch.nn.parallel.DistributedDataParallel(run.train_model, device_ids=ids)
+    run.train_model = device.wrap(model, args.compile, env)
     run.cond_idx = condensation_windows(run.data.val_sets["val"], args, env.device)
     run.peak = peak_flops(env.device, env.ptdtype)
     if env.master:
-        print(summary_line(run))
+        print(progress.summary_line(run))
     resumed_at = it if ckpt else None
     ev = None
     if writes:
         ev = rundir.start_run_files(args.out_dir, vars(args), args.overwrite, resumed_at)
     if ckpt is not None:  # dropout and embedding noise continue the checkpoint's random stream
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if env.device.type == "cuda" and "rng_cuda" in ckpt:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], env.device)
+        device.restore_rng(ckpt, env.device)
     return it, tokens_seen, ev
 
 
@@ -516,7 +469,8 @@ def train(run, ckpt, writes, asked):
                 save(run, snapshot, it, tokens_seen, snapshot=True)
             if (it % args.eval_interval == 0 or it == args.max_iters) and it != evaluated_at:
                 ev = eval_metrics(run)
-                print(eval_line(it, ev, args.cond_texts), flush=True)
+                cond = measure.CONDENSATION_ESTIMATE
+                print(progress.eval_line(it, ev, args.cond_texts, cond), flush=True)
                 ppl = {f"ppl_{k}": math.exp(v) for k, v in ev.items() if k.startswith("val")}
                 rundir.append_log(args.out_dir, {"iter": it, "split": "eval", "tokens": tokens_seen,
                                                  **ev, **ppl, "cond_windows": args.cond_texts})
@@ -540,24 +494,12 @@ def train(run, ckpt, writes, asked):
         if env.master and (it % args.log_interval == 0 or it == args.max_iters):
             tok_s = tokens_per_step / dt
             util = step_mfu(run, tok_s)
-            print(step_line(it, lr, logged, dt, tok_s, util, args), flush=True)
+            print(progress.step_line(it, lr, logged, dt, tok_s, util, args), flush=True)
             if writes:
                 rundir.append_log(args.out_dir, {"iter": it, "split": "train",
                                                  "tokens": tokens_seen, "lr": lr, "ms": dt * 1000,
                                                  "tok_s": tok_s, "mfu": util, **logged})
     return finish(run, ev, step_times, tokens_per_step, time.perf_counter() - t_start)
-
-
-def summary_line(run):
-    args, m, model = run.args, run.model_args, run.model
-    tokens_per_step = args.batch_size * args.block_size * args.gradient_accumulation_steps
-    unigram = run.data.meta["train_unigram_entropy"]
-    return (f"model: {model.num_params() / 1e6:.2f}M parameters "
-            f"({model.num_params(non_embedding=True) / 1e6:.2f}M non-embedding), "
-            f"{m['n_layer']} layers x {m['n_embd']}, MLP {m['n_inner'] or 4 * m['n_embd']}; "
-            f"data: {args.dataset} "
-            f"({len(run.data.train):,} train tokens, unigram entropy {unigram:.3f} nats); "
-            f"{tokens_per_step:,} tokens/step on {run.env.world} x {run.env.device}")
 
 
 def finish(run, ev, step_times, tokens_per_step, seconds):

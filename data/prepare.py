@@ -33,7 +33,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script (python data/prepare.py): make `data` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data import tokenizer
-from support.checks import check_writable, number
+from support.checks import check_writable, number, one_line
 from support.progress import progress
 
 DATA_DIR = Path(__file__).resolve().parent
@@ -504,6 +504,31 @@ def load_split(name, split):
 
 # ----------------------------------------------------------------------------- command line
 
+def training_data(dataset, eval_datasets="", block_size=0, prepare_bundled=True, barrier=None):
+    """train.py's data: dataset's meta, its train tokens and the val splits ({"val": ..., "val_<name>": ...} for
+    each comma-listed eval dataset). A bundled corpus prepares itself first where prepare_bundled (the one process
+    that writes); barrier(), if given, then lets the other processes read. Raises DataError."""
+    names = [dataset] + list(filter(None, eval_datasets.split(",")))
+    if prepare_bundled:  # a few seconds, on first use
+        for name in names:
+            if name.removesuffix("_char") in BUNDLED_SOURCES and not is_prepared(name):
+                prepare_source(name)
+    if barrier is not None:
+        barrier()
+    meta = load_meta(dataset)
+    train = load_split(dataset, "train")
+    val_sets = {"val": load_split(dataset, "val")}
+    for name in names[1:]:
+        if load_meta(name)["tokenizer"] != meta["tokenizer"]:
+            raise DataError(f"--eval_datasets {name} uses another tokenizer than --dataset {dataset}")
+        val_sets[f"val_{name}"] = load_split(name, "val")
+    for name, d in [("train", train)] + list(val_sets.items()):
+        if len(d) <= block_size + 1:
+            raise DataError(f"--block_size {block_size} is not shorter than the {name} split of {dataset} "
+                            f"({len(d)} tokens)")
+    return meta, train, val_sets
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help shows every default, and the list of sources as it is laid out; a flag whose default is None
     says in its own help what leaving it out means."""
@@ -525,7 +550,7 @@ def main(argv=None):
                "Hugging Face sources need `pip install datasets` and network access.",
         formatter_class=HelpFormatter,
     )
-    parser.error = lambda msg: sys.exit(f"error: {msg} (see python data/prepare.py --help)")
+    one_line(parser, "data/prepare.py")
     parser.add_argument("name", metavar="NAME", help="dataset name: a source above, or any name with --input")
     parser.add_argument("--input", help="local .txt (one document per paragraph) or .jsonl (one per line) file")
     parser.add_argument("--field", help="JSON field holding the text in a .jsonl --input (default: text)")

@@ -3,23 +3,18 @@ The suite's statistics over runs, beyond means over seeds: every run's own numbe
 trained on the same seeds, and condensation compared at matched training tokens and at matched val loss.
 """
 
-import json
 import os
 import statistics
 
 import numpy as np
 from scipy import stats
 
+import measure  # the suite puts the repository's root on the path before importing this
+from support import plots
+
 # the numbers kept for every run, when measure.py gave them (val is the run's final val loss, from its log)
 RUN_KEYS = ("spearman", "kendall", "last_layer_mean", "excess_spearman", "last_layer_excess", "last_layer_across",
             "within_std_spearman", "last_layer_erank_ratio")
-
-
-def eval_records(run_dir):
-    """A run's eval records from its log.jsonl, one per step (the last written: a resumed run may repeat one)."""
-    with open(os.path.join(run_dir, "log.jsonl")) as f:
-        records = {r["iter"]: r for r in map(json.loads, f) if r["split"] == "eval"}
-    return [records[i] for i in sorted(records)]
 
 
 def seed_of(name):
@@ -29,7 +24,7 @@ def seed_of(name):
 def run_rows(models, setting_of):
     """One row per run of measure.py's models: its setting, seed, final val loss and every RUN_KEYS number."""
     return [{"run": os.path.basename(m["name"]), "setting": setting_of(m["name"]), "seed": seed_of(m["name"]),
-             "n_params": m["n_params"], "val": eval_records(m["name"])[-1]["val"],
+             "n_params": m["n_params"], "val": plots.read_log(m["name"])["eval"][-1]["val"],
              **{k: m[k] for k in RUN_KEYS if k in m}} for m in models]
 
 
@@ -84,7 +79,7 @@ def trajectories(models):
         runs.setdefault(os.path.dirname(m["name"]), []).append(m)
     out = {}
     for run, ms in runs.items():
-        val = {r["iter"]: r["val"] for r in eval_records(run)}
+        val = {r["iter"]: r["val"] for r in plots.read_log(run)["eval"]}
         points = []
         for m in sorted(ms, key=lambda m: m["tokens_seen"]):
             step = int(os.path.basename(m["name"]).removeprefix("ckpt_").removesuffix(".pt"))
@@ -115,10 +110,10 @@ def loss_levels(runs, n=6):
 
 def rank_correlation(x, y):
     """Spearman's rho of y against x and its p-value; (None, None) where undefined (a constant, fewer than 3)."""
-    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+    r = measure.rank_correlations(x, y) if len(x) >= 3 else None
+    if r is None or not np.isfinite(r["spearman"]):
         return None, None
-    r = stats.spearmanr(x, y)
-    return float(r[0]), float(r[1])
+    return r["spearman"], r["spearman_p"]
 
 
 def compare_widths(runs, width_of, steps):

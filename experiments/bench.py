@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as python
 import measure  # noqa: E402
 import train  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from support import checks  # noqa: E402
 from support.load import ours  # noqa: E402
 
 
@@ -151,11 +152,10 @@ def main(argv=None):
     p.add_argument("--measure_rounds", type=int, default=2, help="alternations of the measurement's modes")
     p.add_argument("--seq_len", type=int, default=512, help="tokens per text in the measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N")
-    p.error = lambda msg: sys.exit(f"error: {msg} (see python experiments/bench.py --help)")
+    checks.one_line(p, "experiments/bench.py")
     a = p.parse_args(argv)
-    for name in ("iters", "rounds", "seq_len", "measure_rounds"):  # checked here: train.py would name its own flags, not these
-        if getattr(a, name) < 1:
-            sys.exit(f"error: --{name} must be at least 1, got {getattr(a, name)}")
+    # checked here: train.py would name its own flags, not these
+    checks.at_least(a, dict(iters=1, rounds=1, seq_len=1, measure_rounds=1))
     texts = a.measure_texts.split(",") if a.measure_texts else []
     if not all(n.strip().isdigit() and int(n) > 0 for n in texts):
         sys.exit(f"error: --measure_texts must be a comma list of positive numbers, got {a.measure_texts!r}")

@@ -23,8 +23,9 @@ sys.path.insert(0, ROOT)
 import measure  # noqa: E402
 import train  # noqa: E402
 from data import prepare as dataprep  # noqa: E402
+from data.texts import load_documents, select_texts  # noqa: E402
 from data.tokenizer import get_tokenizer  # noqa: E402
-from support.checks import check_writable  # noqa: E402
+from support.checks import at_least, check_writable  # noqa: E402
 
 WIDTHS = (64, 256, 1024, 4096)
 MODEL = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)  # GPT-2 small but for n_inner
@@ -61,8 +62,8 @@ def check_texts(a):
     if a.dataset.removesuffix("_char") in dataprep.BUNDLED_SOURCES and not dataprep.is_prepared(a.dataset):
         dataprep.prepare_source(a.dataset)
     encode, _ = get_tokenizer(dataprep.load_meta(a.dataset)["tokenizer"])
-    docs, described = measure.load_documents(a.measure_data)
-    measure.select_texts(docs, encode, a.n_texts, a.seq_len, 0, f" in {described}")
+    docs, described = load_documents(a.measure_data)
+    select_texts(docs, encode, a.n_texts, a.seq_len, 0, f" in {described}")
 
 
 def main(argv=None):
@@ -82,11 +83,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     a.measure_data = a.measure_data or val_split(a.dataset)
     os.chdir(ROOT)
-    for name in ("n_texts", "max_iters", "batch_size"):
-        if getattr(a, name) < 1:
-            sys.exit(f"error: --{name} must be at least 1, got {getattr(a, name)}")
-    if a.seq_len < 2:
-        sys.exit(f"error: --seq_len must be at least 2, got {a.seq_len}")
+    at_least(a, dict(n_texts=1, max_iters=1, batch_size=1, seq_len=2))
     for flag, folder in (("--runs", a.runs), ("--out", a.out)):
         if unwritable := check_writable(folder, flag):
             sys.exit(f"error: {unwritable}")

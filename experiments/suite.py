@@ -37,8 +37,8 @@ import analysis  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
 import train  # noqa: E402
-from support import load, plots  # noqa: E402
-from support.checks import check_writable  # noqa: E402
+from support import load, outputs, plots  # noqa: E402
+from support.checks import check_writable, fail, one_line  # noqa: E402
 from support.load import load_checkpoint  # noqa: E402
 from support.progress import fmt_seconds  # noqa: E402
 
@@ -77,10 +77,6 @@ TABLE_KEYS = ("val", "spearman", "kendall", "last_layer_mean", "excess_spearman"
               "last_layer_excess")
 
 
-def fail(msg):
-    sys.exit(f"error: {msg}")
-
-
 def train_seconds(run_dir):
     """How long a run's training took, from the lines train.py printed into its train.txt (one per resumed part)."""
     with open(os.path.join(run_dir, "train.txt")) as f:
@@ -116,7 +112,7 @@ def measure_in_memory(argv):
     args = measure.parse_args(argv)
     results, rep = measure.measure_all(args)
     # an earlier run's files that this one would not rewrite must not mix in
-    load.write_results(args.out, lambda folder: measure.write_outputs(results, rep, folder, figures=False),
+    load.write_results(args.out, lambda folder: outputs.write_outputs(results, rep, folder, figures=False),
                        lambda out: [*out.glob("condensation*.*"), *(out / name for name in FIGURES)])
     return results, rep
 
@@ -368,8 +364,7 @@ def draw_training(folder, results, trends):
 # ------------------------------------------------------------------------------------------------ the suite
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
-    p.error = lambda msg: fail(f"{msg} (see python experiments/suite.py --help)")  # one line, no usage block
+    p = one_line(argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip()), "experiments/suite.py")
     p.add_argument("--quick", action="store_true", help="toy sizes: the whole pipeline in under a minute")
     p.add_argument("--only", default="1,2,3,4,5,6", help="comma list of experiments")
     p.add_argument("--runs", help="folder of the training runs (default experiments/runs, with --quick "

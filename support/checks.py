@@ -4,6 +4,7 @@ Command-line checks: bad input stops before any work, with one line (`error: ...
     number          an argparse type: a float flag takes finite numbers only (no nan, no inf)
     one_line        makes a parser say its error in one line, not argparse's usage block
     check_train     train.py's flags, each against its possible range
+    parse_layers    --disp_layers as block indices
     check_writable  an output folder that could not be written is refused before the work, not after it
 """
 
@@ -31,12 +32,13 @@ def one_line(parser, script):
     return parser
 
 
-def at_least(args, bounds):
-    """Each flag in bounds {name: lowest value} is at least that (a flag left at None is not checked)."""
+def at_least(args, bounds, error=fail):
+    """Each flag in bounds {name: lowest value} is at least that (a flag left at None is not checked); else
+    error(message), by default one line and exit (a parser's error, to name its --help)."""
     for name, low in bounds.items():
         value = getattr(args, name)
         if value is not None and value < low:
-            fail(f"--{name} must be at least {low}, got {value}")
+            error(f"--{name} must be at least {low}, got {value}")
 
 
 def check_train(args):
@@ -68,6 +70,29 @@ def check_train(args):
         fail("--disp_max_tokens must be 0 (every token) or at least 2: a pair needs two tokens")
     if args.overwrite and args.init_from == "resume":
         fail("--overwrite starts a new run and --init_from resume continues one: give one of them")
+
+
+def parse_layers(spec, n_layer):
+    """Which blocks' outputs to disperse: 'all', 'last', 'early' (the first n_layer // 2 blocks, at
+    least one), 'late' (the rest: the second half, the middle block of an odd depth included) or a
+    comma list of block indices 0..n_layer-1. -> sorted block indices (dispersion.layer_dispersion
+    says which hidden state each is)."""
+    s = str(spec).strip().lower()
+    named = {"all": range(n_layer), "last": [n_layer - 1], "early": range(max(1, n_layer // 2)),
+             "late": range(n_layer // 2, n_layer)}
+    if s in named:
+        return list(named[s])
+    parts = [p.strip() for p in s.split(",")]
+    if not s or not all(p.lstrip("-").isdigit() for p in parts):
+        raise ValueError(f"bad layer spec {spec!r}: expected all, last, early, late or "
+                         f"comma-separated block indices such as 0,5,11")
+    layers = [int(p) for p in parts]
+    bad = [i for i in layers if not 0 <= i < n_layer]
+    if bad:
+        raise ValueError(f"layer spec {spec!r}: block indices {bad} out of range 0..{n_layer - 1}")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layer spec {spec!r} repeats a block index")
+    return sorted(layers)
 
 
 def check_writable(folder, flag):

@@ -1,5 +1,6 @@
 """
-Where a training run computes: its processes (one, or torchrun's DDP), its device and its autocast dtype.
+Where a training run computes: its processes (one, or torchrun's DDP), its device and its autocast dtype;
+the model the steps call (compiled, DDP-wrapped) and the random streams a resume continues.
 """
 
 import os
@@ -57,6 +58,29 @@ def start_processes(env):
     if env.ddp:
         backend = "nccl" if env.device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend, device_id=env.device if env.device.type == "cuda" else None)
+
+
+def wrap(model, compile_model, env):
+    """The model the training steps call: torch.compiled (with compile) and, under torchrun, DDP-wrapped."""
+    wrapped = torch.compile(model) if compile_model else model
+    if env.ddp:
+        ids = [env.device.index] if env.device.type == "cuda" else None
+        wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, device_ids=ids)
+    return wrapped
+
+
+def rng_state(device):
+    """The random streams a resume continues (dropout, embedding noise): {"rng_cpu", "rng_cuda" on a GPU}."""
+    out = {"rng_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["rng_cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def restore_rng(ckpt, device):
+    torch.set_rng_state(ckpt["rng_cpu"])
+    if device.type == "cuda" and "rng_cuda" in ckpt:
+        torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
 
 
 def end_processes(env):

@@ -10,7 +10,7 @@ Open a MODEL argument, one way for every script: measure.py, evaluate.py, sample
 open_model() checks the argument and reads the tokenizer without loading any weights, so that a script can reject
 every bad input before its first forward pass; load(device, dtype) then builds the network. Beside it, what the
 scripts that read MODELs and write a results folder share: check_flags (their common flag checks) and
-write_results (the folder written whole).
+write_results (the folder written whole); and open_with_texts, measure.py's models with their texts.
 """
 
 import inspect
@@ -25,7 +25,9 @@ from pathlib import Path
 import torch
 
 import model as gpt
-from support import hub
+from support import checks, hub
+from data.prepare import DataError
+from data.texts import load_documents, select_texts
 from data.tokenizer import eot_token, get_tokenizer, vocab_size
 
 GPT2_NAMES = hub.GPT2_NAMES  # gpt2, gpt2-medium, gpt2-large, gpt2-xl: openai-community/<name> on the hub
@@ -39,9 +41,7 @@ def check_flags(parser, args, at_least):
     """The flag checks that measure.py and evaluate.py share, each failing through parser.error: at_least
     {flag: its lowest value} (a flag left at None is not checked), a CUDA --device where there is none, and an --out
     that is a file."""
-    for name, low in at_least.items():
-        if getattr(args, name) is not None and getattr(args, name) < low:
-            parser.error(f"--{name} must be at least {low}")
+    checks.at_least(args, at_least, parser.error)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA GPU here")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -66,6 +66,40 @@ def write_results(out, write, stale=lambda folder: ()):
     except OSError as e:
         raise OSError(f"cannot write the results into --out {out}: {e.strerror or e}") from None
     return folder
+
+
+def open_with_texts(args, paper_len):
+    """measure.py's inputs: every MODEL opened and checked, and the texts it will see chosen and
+    tokenized, before any forward pass (--seq_len None: paper_len tokens, or the smallest context of
+    the models if that is shorter). -> (models, described data)."""
+    if args.paired and len(args.models) % 2:
+        raise DataError(f"--paired takes models in pairs (base, other, base, other, ...), got "
+                           f"{len(args.models)}")
+    docs, described = load_documents(args.data, args.field, args.split)
+    models = [m for spec in args.models for m in open_model(spec, args.snapshots)]
+    if args.paired and len(models) != len(args.models):
+        raise DataError("--paired and --snapshots do not go together")
+    if args.seq_len is None:  # the paper's 512, unless a model's context is shorter
+        contexts = {m["name"]: m["max_len"] for m in models if m["max_len"] is not None}
+        args.seq_len = min([paper_len, *contexts.values()])
+        if args.seq_len < paper_len:
+            print(f"texts of {args.seq_len} tokens: the shorter of {paper_len} and the smallest "
+                  f"context of the models ({min(contexts, key=contexts.get)}); --seq_len sets it",
+                  flush=True)
+    for m in models:  # tokenizing is cheap next to a forward pass
+        # a char model has no id for a character it never saw: those are dropped
+        if m["chars"] is not None:
+            m["encode"] = (lambda text, known=m["chars"], enc=m["encode"]:
+                           enc("".join(c for c in text if c in known)))
+        if m["max_len"] is not None and args.seq_len > m["max_len"]:
+            raise DataError(f"--seq_len {args.seq_len} is longer than {m['name']}'s context of "
+                               f"{m['max_len']}")
+        m["tokens"], m["starts"] = select_texts(docs, m["encode"], args.n_texts, args.seq_len,
+                                                args.seed, f" in {described} for {m['name']}")
+        if (top := int(m["tokens"].max())) >= m["vocab"]:
+            raise DataError(f"{m['name']}: token id {top} is outside its vocabulary of "
+                               f"{m['vocab']}")
+    return models, described
 
 
 def load_checkpoint(path, map_location="cpu", mmap=False):

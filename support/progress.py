@@ -5,7 +5,8 @@ One progress line for long loops (measuring texts, preparing a corpus, scoring b
         ...
 
 prints `  texts 40/100, 6.2/s, 10 s left` at a steady pace: updated in place on a terminal, as plain lines
-(at most one every `every` seconds) in a log file, and a closing line with the total time.
+(at most one every `every` seconds) in a log file, and a closing line with the total time. And train.py's
+lines: the run's summary, each logged step (its loss as the formula) and each eval.
 """
 
 import sys
@@ -90,3 +91,40 @@ def byte_meter(total, what, file=None, every=None):
         end = "\n" if final or not tty else ""
         print(("\r" if tty else "") + text.ljust(state["width"] if tty else 0), end=end, file=file, flush=True)
     return add
+
+
+# ------------------------------------------------------------------ train.py's lines
+
+def summary_line(run):
+    """train.py's first line: the model, the data and the batch."""
+    args, m, model = run.args, run.model_args, run.model
+    tokens_per_step = args.batch_size * args.block_size * args.gradient_accumulation_steps
+    unigram = run.data.meta["train_unigram_entropy"]
+    return (f"model: {model.num_params() / 1e6:.2f}M parameters "
+            f"({model.num_params(non_embedding=True) / 1e6:.2f}M non-embedding), "
+            f"{m['n_layer']} layers x {m['n_embd']}, MLP {m['n_inner'] or 4 * m['n_embd']}; "
+            f"data: {args.dataset} "
+            f"({len(run.data.train):,} train tokens, unigram entropy {unigram:.3f} nats); "
+            f"{tokens_per_step:,} tokens/step on {run.env.world} x {run.env.device}")
+
+
+def step_line(it, lr, logged, dt, tok_s, util, args):
+    """The step's log line, the loss as its formula: so it reads why loss < ce (the angular D is a
+    log-mean-exp of minus the angles, a negative number)."""
+    parts = [f"ce {logged['ce']:.4f}"]
+    if "kl" in logged:
+        parts = [f"{1 - args.kd_alpha:g} x ce {logged['ce']:.4f}",
+                 f"{args.kd_alpha:g} x {args.kd_temperature:g}^2 x kl {logged['kl']:.4f}"]
+    if "disp" in logged:
+        parts.append(f"{args.disp_coeff:g} x disp {logged['disp']:.4f}")
+    mfu = f", mfu {100 * util:.1f}%" if util else ""
+    return (f"iter {it}: loss {logged['loss']:.4f} = {' + '.join(parts)}, lr {lr:.2e}, "
+            f"{dt * 1000:.1f} ms, {tok_s:,.0f} tok/s{mfu}")
+
+
+def eval_line(it, ev, n_windows, cond):
+    """train.py's eval line: the losses, then the condensation estimate (ev's keys in cond)."""
+    fmt = lambda k, v: f"{k} {v:.4f}" if isinstance(v, (int, float)) else f"{k} {v}"
+    losses = ", ".join(fmt(k, v) for k, v in ev.items() if k not in cond)
+    estimate = ", ".join(fmt(k, ev[k]) for k in cond)
+    return f"eval {it}: {losses}; condensation estimate on {n_windows} val windows: {estimate}"

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import dispersion
-from dispersion import KINDS, dispersion_loss, layer_dispersion, parse_layers
+from dispersion import KINDS, dispersion_loss, layer_dispersion
+from support.checks import parse_layers
 
 ANGULAR = ("angular", "orthogonal", "infonce_cos", "decorrelation", "covariance")  # blind to each token's length
 

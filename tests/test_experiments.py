@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import gpu_sweep  # noqa: E402
 import suite  # noqa: E402
 import measure  # noqa: E402
+from data import texts  # noqa: E402
 import train  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from support.load import load_gpt  # noqa: E402
@@ -177,6 +178,6 @@ def test_gpu_sweep_measures_held_out_text_that_the_repo_ships(tmp_path, capsys):
     widths = [load_gpt(str(tmp_path / "runs" / f"mlp{w}" / "ckpt.pt"))[0].config.n_inner
               for w in gpu_sweep.WIDTHS]
     assert widths == list(gpu_sweep.WIDTHS) and len(report["models"]) == 4
-    val_docs = len(measure.load_documents("austen")[0])  # the documents measure.py saw are val paragraphs
+    val_docs = len(texts.load_documents("austen")[0])  # the documents measure.py saw are val paragraphs
     assert all(max(m["documents"]) < val_docs and len(m["documents"]) == 8 for m in report["models"])
     assert report["size_trend"]["n_params"]["n"] == 4

@@ -1,5 +1,7 @@
 """load.py: every script opens a MODEL argument the same way; what it hands out agrees with the models themselves."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -42,7 +44,13 @@ def test_load_gpt_gives_trained_weights_and_keeps_the_tokenizer(tmp_path):
     got, tok = load.load_gpt(str(tmp_path / "run"), dropout=0.25)
     assert tok == {"name": "gpt2"} and got.config.dropout == 0.25
     assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), net.state_dict().values()))
-    assert train.trained_weights(str(tmp_path / "run"), "--init_from")[1] == tok  # train uses it
+    # train.py takes the same weights, on the tokenizer they were trained with and no other
+    args, same = SimpleNamespace(dataset="d"), SimpleNamespace(meta={"tokenizer": tok})
+    took = train.trained_weights(str(tmp_path / "run"), "--init_from", args, same)
+    assert all(torch.equal(a, b) for a, b in zip(took.state_dict().values(), net.state_dict().values()))
+    with pytest.raises(SystemExit, match="--init_from .* uses another tokenizer than --dataset d"):
+        train.trained_weights(str(tmp_path / "run"), "--init_from", args,
+                              SimpleNamespace(meta={"tokenizer": {"name": "char"}}))
     (m,) = load.open_model(str(tmp_path / "run"))
     assert m["eot"] == 50256 and m["n_vocab"] == 50257 and m["encode"]("Hello world") == [15496, 995]
 

@@ -15,7 +15,7 @@ from scipy import stats
 from support import load
 import measure
 import model
-from support import checks, plots
+from support import checks, fast, outputs, plots
 from support.load import load_gpt
 from data import texts
 from data.prepare import load_split, paragraphs, prepare, source_documents
@@ -288,7 +288,7 @@ def old_across(s, T):
 @pytest.mark.parametrize("C", [8, 13])  # 13: panels of unequal widths
 def test_moment_from_panels_across_flushes_matches_numpy(C):
     hidden_fn = fake_model(n_layer=2, C=C)
-    tokens = torch.randint(0, 50, (2 * measure.FLUSH_EVERY + 3, 6), generator=torch.Generator().manual_seed(3))
+    tokens = torch.randint(0, 50, (2 * fast.FLUSH_EVERY + 3, 6), generator=torch.Generator().manual_seed(3))
     h = [layer.numpy().astype(np.float64).reshape(-1, C) for layer in hidden_fn(tokens)]
     for batch_size in (1, 2, 5):  # flushed once, twice or never before the last batch, which is shorter
         st = measure.layer_stats(hidden_fn, tokens, batch_size, erank=True)
@@ -297,23 +297,23 @@ def test_moment_from_panels_across_flushes_matches_numpy(C):
             assert np.allclose(st["moment"][layer], u.T @ u, rtol=1e-5, atol=1e-5)
             assert np.allclose(st["total"][layer], x.sum(0), rtol=1e-5)
     d = torch.randn(40, C, generator=torch.Generator().manual_seed(4))
-    edges = measure.panel_edges(C, 3)
+    edges = fast.panel_edges(C, 3)
     panels = [torch.zeros(C - a, b - a) for a, b in zip(edges, edges[1:])]
     sums = [torch.zeros_like(p, dtype=torch.float64) for p in panels]
     for _ in range(2):  # two flushes
-        measure.add_gram_lower(d, panels, edges)
-        measure.flush_panels(panels, sums)
+        fast.add_gram_lower(d, panels, edges)
+        fast.flush_panels(panels, sums)
         assert all(not p.any() for p in panels)  # the panels start again from 0
-    out = measure.gram_from_panels(sums, edges)
+    out = fast.gram_from_panels(sums, edges)
     assert out.dtype == np.float64 and np.allclose(out, 2 * (d.T @ d).double().numpy(), atol=1e-4)  # symmetric
 
 
 def test_rising_curve_gives_rho_tau_one_and_rank_stats_match_scipy():
     rising = np.array([[0.1, 0.2, 0.25, 0.5, 0.9]])
-    assert np.allclose(measure.rank_rows(rising), 1) and np.allclose(measure.rank_rows(-rising), -1)
+    assert np.allclose(fast.rank_rows(rising), 1) and np.allclose(fast.rank_rows(-rising), -1)
     # random rows, some with ties, against scipy
     y = np.round(np.random.default_rng(0).random((50, 9)), 1)
-    rho, tau = measure.rank_rows(y)
+    rho, tau = fast.rank_rows(y)
     assert np.allclose(rho, [stats.spearmanr(np.arange(9), row)[0] for row in y])
     assert np.allclose(tau, [stats.kendalltau(np.arange(9), row)[0] for row in y])
     # through summarize, from a stack of layer matrices whose means rise with depth
@@ -373,12 +373,12 @@ def test_texts_follow_the_protocol():
     assert texts.first_tokens(docs, 2, encode, 10, used={4}) is None  # never into another text's document
     assert texts.first_tokens(docs, 5, encode, 10, used=set()) is None  # the documents run out
     with pytest.raises(measure.MeasureError, match="need 6 texts of 10 tokens, the 6 documents hold only 2"):
-        measure.select_texts(docs, encode, 6, 10, seed=0)
+        texts.select_texts(docs, encode, 6, 10, seed=0)
     long = [f"document {i} " * 5 for i in range(20)]
-    tokens, starts = measure.select_texts(long[:4], encode, 4, 8, seed=0)
+    tokens, starts = texts.select_texts(long[:4], encode, 4, 8, seed=0)
     assert starts == [0, 1, 2, 3] and text(tokens[2].tolist()) == "document"  # all of them, in file order
-    a, sa = measure.select_texts(long, encode, 5, 12, seed=1)
-    b, sb = measure.select_texts(long, encode, 5, 12, seed=1)
+    a, sa = texts.select_texts(long, encode, 5, 12, seed=1)
+    b, sb = texts.select_texts(long, encode, 5, 12, seed=1)
     assert sa == sb == sorted(sa) and torch.equal(a, b) and sa != list(range(5))  # a seeded choice, in file order
     assert [text(row.tolist()) for row in a] == [long[i][:12] for i in sa]
 
@@ -386,38 +386,38 @@ def test_texts_follow_the_protocol():
 def test_documents_from_each_source(tmp_path):
     docs = [f"Document number {i}.\n\nIt has two paragraphs, the second about {i * i}." for i in range(12)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"body": d}) + "\n" for d in docs))
-    assert measure.load_documents(str(tmp_path / "d.jsonl"), field="body")[0] == docs
+    assert texts.load_documents(str(tmp_path / "d.jsonl"), field="body")[0] == docs
     (tmp_path / "d.txt").write_text("\n\n".join(docs))
-    assert len(measure.load_documents(str(tmp_path / "d.txt"))[0]) == 24  # a .txt file: one document per paragraph
-    assert len(measure.load_documents("austen", split="all")[0]) == 269  # every chapter, as bundled
+    assert len(texts.load_documents(str(tmp_path / "d.txt"))[0]) == 24  # a .txt file: one document per paragraph
+    assert len(texts.load_documents("austen", split="all")[0]) == 269  # every chapter, as bundled
     # a prepared dataset: its val split, cut at <|endoftext|> into the very documents it was made of
     prepare(str(tmp_path / "ds"), docs, {"name": "gpt2"}, val_fraction=0.5, verbose=False)
-    val, described = measure.load_documents(str(tmp_path / "ds"))
+    val, described = texts.load_documents(str(tmp_path / "ds"))
     assert described.endswith("(val, 6 documents)") and len(val) == 6 and set(val[i] for i in range(6)) < set(docs)
-    everything, described = measure.load_documents(str(tmp_path / "ds"), split="all")
+    everything, described = texts.load_documents(str(tmp_path / "ds"), split="all")
     assert described.endswith("(train and val, 12 documents)") and sorted(everything) == sorted(docs)
     # char data has no document marker: its blank-line separated paragraphs are the documents
     prepare(str(tmp_path / "dc"), docs, {"name": "char"}, val_fraction=0.5, verbose=False)
-    assert len(measure.load_documents(str(tmp_path / "dc"))[0]) == 12
+    assert len(texts.load_documents(str(tmp_path / "dc"))[0]) == 12
 
 
 def test_a_bundled_source_means_its_prepared_val_split(tmp_path):
     # prepared here from the bundled chapters with prepare's defaults, as `python data/prepare.py austen_char` does
     meta = prepare(str(tmp_path / "ac"), source_documents("austen"), {"name": "char"}, verbose=False)
     val = paragraphs(get_tokenizer(meta["tokenizer"])[1](load_split(str(tmp_path / "ac"), "val")))
-    held, described = measure.load_documents("austen_char")
+    held, described = texts.load_documents("austen_char")
     assert held == val and f"the {meta['n_val_docs']} val documents" in described
-    assert measure.load_documents("austen")[0] == held  # the same documents, whatever the tokenizer
+    assert texts.load_documents("austen")[0] == held  # the same documents, whatever the tokenizer
     # the suite's protocol fits in held-out text: 100 texts of 128 characters
     encode = get_tokenizer(meta["tokenizer"])[0]
-    tokens, starts = measure.select_texts(held, encode, 100, 128, seed=0)
+    tokens, starts = texts.select_texts(held, encode, 100, 128, seed=0)
     assert tokens.shape == (100, 128) and len(set(starts)) == 100
 
 
 def test_a_tokenizer_that_gives_nothing_stops_the_selection():
     docs = ["Some words of a document." * 4] * 5000
     with pytest.raises(measure.MeasureError) as e:
-        measure.select_texts(docs, lambda text: [], 10, 32, seed=0, what=" for m")
+        texts.select_texts(docs, lambda text: [], 10, 32, seed=0, what=" for m")
     assert str(e.value) == ("the tokenizer encodes 1,120 characters of text to no tokens at all for m "
                             "(an empty or broken tokenizer?)")  # ten documents joined, at the first start
 
@@ -485,9 +485,9 @@ def test_text_length_defaults_to_the_shortest_context(corpus, capsys):
             "--seq_len sets it") in capsys.readouterr().out
     # bf16 runs on a CPU too, and the measures are close to float32's
     net = load_gpt(str(tmp / "small.pt"))[0].eval()
-    m = measure.open_model(str(tmp / "small.pt"))[0]
+    m = load.open_model(str(tmp / "small.pt"))[0]
     encode = lambda text: m["encode"]("".join(c for c in text if c in m["chars"]))  # as measure.py's
-    tokens = measure.select_texts(measure.load_documents(str(tmp / "docs.jsonl"))[0], encode, 4, 64, seed=0)[0]
+    tokens = texts.select_texts(texts.load_documents(str(tmp / "docs.jsonl"))[0], encode, 4, 64, seed=0)[0]
     full = measure.layer_stats(lambda idx: net(idx, return_hidden=True, head=False)[2], tokens)
     assert np.allclose(report["models"][0]["layer_mean"], full["within"].mean(0), atol=2e-2)
 
@@ -664,7 +664,7 @@ def test_another_architecture_through_transformers(tmp_path, corpus, gpt2_tokeni
     got = report["models"][0]
     assert got["n_hidden"] == 4 and got["kind"] == "hf"
     # independently: the same texts through transformers by hand, numpy cosines
-    ids = measure.select_texts(docs, lambda s: gpt2_tokenizer(s)["input_ids"], 6, 32, seed=0)[0]
+    ids = texts.select_texts(docs, lambda s: gpt2_tokenizer(s)["input_ids"], 6, 32, seed=0)[0]
     with torch.no_grad(), warnings.catch_warnings():
         hidden = net(input_ids=ids, output_hidden_states=True).hidden_states
     ref = [np.mean([numpy_mean(numpy_cosines(h[n]), False) for n in range(6)]) for h in hidden]
@@ -674,7 +674,7 @@ def test_another_architecture_through_transformers(tmp_path, corpus, gpt2_tokeni
 
 def test_intervals_are_printed_with_the_digits_they_need():
     """+0.036 is not rounded to +0.04, nor a zero-width interval to noise; a narrow one gets more digits."""
-    assert measure.interval(1 / 28, [1 / 28, 1 / 28 + 1e-16]) == "+0.036 [+0.036, +0.036]"
-    assert measure.interval(0.0104, [0.0071, 0.0123]) == "+0.0104 [+0.0071, +0.0123]"
-    assert measure.interval(0.5, [-0.5, 1.0]) == "+0.500 [-0.500, +1.000]"
-    assert measure.interval(-0.25, None) == "-0.250"
+    assert outputs.interval(1 / 28, [1 / 28, 1 / 28 + 1e-16]) == "+0.036 [+0.036, +0.036]"
+    assert outputs.interval(0.0104, [0.0071, 0.0123]) == "+0.0104 [+0.0071, +0.0123]"
+    assert outputs.interval(0.5, [-0.5, 1.0]) == "+0.500 [-0.500, +1.000]"
+    assert outputs.interval(-0.25, None) == "-0.250"
