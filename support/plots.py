@@ -255,10 +255,13 @@ def mean_band(ax, x, ys, colour, label=None, band=True, **kw):
         ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), color=colour, alpha=0.2, lw=0)
 
 
-def millions(axis):
-    """Tick labels of a token or parameter axis in millions: 0.5M, not 0.5 with 1e6 at the end."""
+def millions(axis, nbins=None):
+    """Tick labels of a token or parameter axis in millions: 0.5M, not 0.5 with 1e6 at the end; at most
+    nbins + 1 ticks on a linear axis, so that the labels never run into each other."""
     from matplotlib import ticker
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v / 1e6:.3g}M" if v else "0"))
+    if nbins:
+        axis.set_major_locator(ticker.MaxNLocator(nbins))
 
 
 def heatmap_axes(n):
@@ -515,7 +518,7 @@ def plot_loss_curves(settings, path, what=""):
         whole.set_title("the whole run: " + ", ".join(key), fontsize=8)
         half.set_title("the second half of training, zoomed", fontsize=8)
         for ax in (whole, half):
-            millions(ax.xaxis)
+            millions(ax.xaxis, nbins=5)
             ax.set(xlabel="tokens seen", ylabel="loss (nats per token)")
         fig.legend(*whole.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
                    ncols=min(len(settings), 3))  # below the panels, off the curves
